@@ -153,9 +153,7 @@ def _storage(env: Mapping[str, str]) -> StorageSettings:
     prefix = STORAGE_CONNECTION
     conn = _get(env, prefix)
     account = _get(env, f"{prefix}__accountName")
-    uris = {
-        kind: _get(env, f"{prefix}__{kind}ServiceUri") for kind in ("queue", "table", "blob")
-    }
+    uris = {kind: _get(env, f"{prefix}__{kind}ServiceUri") for kind in ("queue", "table", "blob")}
     if account:
         for kind in uris:
             uris[kind] = uris[kind] or f"https://{account}.{kind}.core.windows.net"
@@ -169,9 +167,7 @@ def _storage(env: Mapping[str, str]) -> StorageSettings:
             f"{prefix}__accountName=mystorageaccount with a managed identity",
         )
     if conn and "=" not in conn:
-        raise ConfigError(
-            prefix, "is not a connection string", "UseDevelopmentStorage=true"
-        )
+        raise ConfigError(prefix, "is not a connection string", "UseDevelopmentStorage=true")
     credential = _get(env, f"{prefix}__credential")
     if credential and credential.lower() != "managedidentity":
         raise ConfigError(f"{prefix}__credential", f"is {credential!r}", "managedidentity")
@@ -212,10 +208,7 @@ def _auth(env: Mapping[str, str]) -> AuthSettings:
     )
     # An explicitly empty AAD_REQUIRED_ROLE means "no role required"; absent means default.
     role: str | None
-    if "AAD_REQUIRED_ROLE" in env:
-        role = _get(env, "AAD_REQUIRED_ROLE")
-    else:
-        role = DEFAULT_REQUIRED_ROLE
+    role = _get(env, "AAD_REQUIRED_ROLE") if "AAD_REQUIRED_ROLE" in env else DEFAULT_REQUIRED_ROLE
     authority = _parsed(
         env, "AAD_AUTHORITY_HOST", DEFAULT_AUTHORITY_HOST, _https_url, DEFAULT_AUTHORITY_HOST
     )

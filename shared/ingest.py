@@ -1,0 +1,106 @@
+"""POST /api/alerts: verify the caller, normalize the alert, queue it, answer fast.
+
+Every failure maps to an answer Azure Monitor handles well: 4xx for requests that
+will never succeed (it does not retry them), 503 with Retry-After for anything
+transient (it retries 408/429/503/504), never 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import azure.functions as func
+
+from shared import alert_queue, auth, responses
+from shared.alerts import SchemaError, normalize, parse_payload
+from shared.config import ConfigError, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _content_length(req: func.HttpRequest) -> int | None:
+    try:
+        return int(req.headers.get("content-length", ""))
+    except ValueError:
+        return None
+
+
+def handle(req: func.HttpRequest) -> func.HttpResponse:
+    correlation_id = str(uuid.uuid4())
+    received_at = datetime.now(UTC)
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        # An operator must fix this; 503 keeps Azure Monitor retrying meanwhile.
+        log.error("configuration error, correlationId=%s: %s", correlation_id, exc)
+        return responses.unavailable(
+            "The receiver is misconfigured; its operator has been told.", correlation_id
+        )
+
+    try:
+        principal = auth.verify_ingest(
+            req.headers.get("authorization"), settings.auth, correlation_id=correlation_id
+        )
+    except auth.AuthError as exc:
+        return responses.json_response(
+            exc.status, {**exc.body, "correlationId": correlation_id}, exc.headers
+        )
+
+    limit = settings.max_payload_bytes
+    declared = _content_length(req)
+    body = req.get_body() if declared is None or declared <= limit else b""
+    if (declared is not None and declared > limit) or len(body) > limit:
+        return responses.error(
+            413,
+            "payload_too_large",
+            f"The body exceeds MAX_PAYLOAD_BYTES ({limit} bytes). Azure Monitor alerts are at "
+            "most 256 KB; raise MAX_PAYLOAD_BYTES only if you post larger ones yourself.",
+            correlation_id=correlation_id,
+        )
+
+    try:
+        payload = parse_payload(body)
+        alert = normalize(
+            payload,
+            tenant_id=principal.tenant_id,
+            correlation_id=correlation_id,
+            received_at=received_at,
+        )
+    except SchemaError as exc:
+        log.warning(
+            "alert rejected: %s (%s), correlationId=%s", exc.code, exc.field, correlation_id
+        )
+        return responses.error(
+            400, exc.code, exc.message, correlation_id=correlation_id, field=exc.field
+        )
+
+    try:
+        delivery = alert_queue.enqueue(settings.storage, alert, payload)
+    except alert_queue.QueueUnavailable as exc:
+        log.error(
+            "could not queue alert %s, correlationId=%s: %s",
+            alert["alertId"],
+            correlation_id,
+            exc,
+        )
+        return responses.unavailable("The alert could not be queued; retry later.", correlation_id)
+
+    log.info(
+        "alert queued: alertId=%s condition=%s service=%s delivery=%s correlationId=%s",
+        alert["alertId"],
+        alert["monitorCondition"],
+        alert.get("monitoringService"),
+        delivery,
+        correlation_id,
+    )
+    return responses.json_response(
+        202,
+        {
+            "status": "accepted",
+            "correlationId": correlation_id,
+            "alertId": alert["alertId"],
+            "monitorCondition": alert["monitorCondition"],
+        },
+    )

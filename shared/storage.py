@@ -1,0 +1,89 @@
+"""Clients for the app's own storage account, built from the AzureWebJobsStorage settings.
+
+Locally that is a connection string (Azurite); in Azure it is the identity-based form
+(`AzureWebJobsStorage__accountName` or the `__*ServiceUri` settings, with `__credential`
+and `__clientId`), which the host understands for its own triggers and which we honour
+for the clients our code creates, so one set of settings serves both.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.data.tables import TableServiceClient
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import LinearRetry as BlobRetry
+from azure.storage.queue import LinearRetry as QueueRetry
+from azure.storage.queue import QueueClient
+
+from shared.config import StorageSettings
+
+# Fail fast: Azure Monitor gives up on us after about 10 s, and a hung socket is
+# worse than a quick 503 it will retry.
+_CONNECT_TIMEOUT_S = 5
+_READ_TIMEOUT_S = 10
+_TIMEOUTS: dict[str, Any] = {
+    "connection_timeout": _CONNECT_TIMEOUT_S,
+    "read_timeout": _READ_TIMEOUT_S,
+}
+# Two quick retries inside a call; beyond that the caller's own retry takes over
+# (Azure Monitor for ingest, the queue's redelivery for processing). The storage
+# SDKs' default first back-off is 15 s, longer than Azure Monitor waits.
+_RETRIES = 2
+_TABLE_OPTIONS: dict[str, Any] = {**_TIMEOUTS, "retry_total": _RETRIES, "retry_backoff_factor": 0.2}
+
+
+def _queue_options() -> dict[str, Any]:
+    retry = QueueRetry(backoff=0.3, random_jitter_range=0.2, retry_total=_RETRIES)  # type: ignore[arg-type]  # floats work; the hint is narrow
+    return {**_TIMEOUTS, "retry_policy": retry}
+
+
+def _blob_options() -> dict[str, Any]:
+    retry = BlobRetry(backoff=0.3, random_jitter_range=0.2, retry_total=_RETRIES)  # type: ignore[arg-type]
+    return {**_TIMEOUTS, "retry_policy": retry}
+
+
+@cache
+def credential(settings: StorageSettings) -> TokenCredential:
+    if settings.credential == "managedidentity":
+        return ManagedIdentityCredential(client_id=settings.client_id)
+    return DefaultAzureCredential(managed_identity_client_id=settings.client_id)
+
+
+@cache
+def queue_client(settings: StorageSettings, queue_name: str) -> QueueClient:
+    if settings.connection_string:
+        return QueueClient.from_connection_string(
+            settings.connection_string, queue_name, **_queue_options()
+        )
+    assert settings.queue_service_uri  # guaranteed by config validation
+    return QueueClient(
+        settings.queue_service_uri, queue_name, credential=credential(settings), **_queue_options()
+    )
+
+
+@cache
+def table_service(settings: StorageSettings) -> TableServiceClient:
+    if settings.connection_string:
+        return TableServiceClient.from_connection_string(
+            settings.connection_string, **_TABLE_OPTIONS
+        )
+    assert settings.table_service_uri
+    return TableServiceClient(
+        settings.table_service_uri, credential=credential(settings), **_TABLE_OPTIONS
+    )
+
+
+@cache
+def blob_service(settings: StorageSettings) -> BlobServiceClient:
+    if settings.connection_string:
+        return BlobServiceClient.from_connection_string(
+            settings.connection_string, **_blob_options()
+        )
+    assert settings.blob_service_uri
+    return BlobServiceClient(
+        settings.blob_service_uri, credential=credential(settings), **_blob_options()
+    )

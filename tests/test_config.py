@@ -1,0 +1,182 @@
+"""Settings: every required one named when missing, every malformed one explained."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+from shared import storage
+from shared.config import (
+    AZNS_AAD_WEBHOOK_APP_ID,
+    SETTING_NAMES,
+    ConfigError,
+    get_settings,
+    load_settings,
+)
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+BASE = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "AAD_TENANT_IDS": TENANT,
+    "AAD_AUDIENCES": "api://itsm-receiver",
+}
+
+
+def with_(**changes: str | None) -> dict[str, str]:
+    env = dict(BASE)
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def test_defaults() -> None:
+    s = load_settings(BASE)
+    assert s.storage.connection_string == "UseDevelopmentStorage=true"
+    assert s.auth.tenant_ids == (TENANT,)
+    assert s.auth.audiences == ("api://itsm-receiver",)
+    assert s.auth.allowed_caller_app_ids == (AZNS_AAD_WEBHOOK_APP_ID,)
+    assert s.auth.required_role == "ActionGroupsSecureWebhook"
+    assert s.auth.authority_host == "https://login.microsoftonline.com"
+    assert s.auth.jwks_uri is None
+    assert s.max_payload_bytes == 1024 * 1024
+    assert (s.correlation_mode, s.reopen_window_minutes) == ("alert", 60)
+    assert (s.flap_threshold, s.flap_window_minutes) == (4, 60)
+
+
+@pytest.mark.parametrize("name", ["AzureWebJobsStorage", "AAD_TENANT_IDS", "AAD_AUDIENCES"])
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_missing_required_setting_is_named(name: str, value: str | None) -> None:
+    env = with_(**{name: value})
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    assert err.value.setting == name
+    assert name in str(err.value)
+    assert "Example of a valid value" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AAD_TENANT_IDS", "contoso.onmicrosoft.com"),
+        ("AAD_ALLOWED_CALLER_APP_IDS", "not-a-guid"),
+        ("AAD_AUTHORITY_HOST", "login.microsoftonline.com"),
+        ("AAD_JWKS_URI", "keys.json"),
+        ("MAX_PAYLOAD_BYTES", "lots"),
+        ("MAX_PAYLOAD_BYTES", "10"),
+        ("CORRELATION_MODE", "resource"),
+        ("REOPEN_WINDOW_MINUTES", "-1"),
+        ("FLAP_THRESHOLD", "1"),
+        ("FLAP_WINDOW_MINUTES", "0"),
+        ("AzureWebJobsStorage", "just-a-name"),
+        ("AzureWebJobsStorage__credential", "password"),
+    ],
+)
+def test_malformed_setting_is_named_with_example(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(with_(**{name: value}))
+    assert err.value.setting == name
+    if name == "AzureWebJobsStorage":
+        # A connection string may hold an account key: never echo it.
+        assert value not in str(err.value)
+    else:
+        assert repr(value) in str(err.value)
+
+
+def test_lists_are_trimmed_deduplicated_and_guids_lowercased() -> None:
+    other = "A1B2C3D4-0000-0000-0000-000000000001"
+    s = load_settings(
+        with_(AAD_TENANT_IDS=f" {TENANT} ,{other},{TENANT},", AAD_AUDIENCES="api://a, b ,api://a")
+    )
+    assert s.auth.tenant_ids == (TENANT, other.lower())
+    assert s.auth.audiences == ("api://a", "b")
+
+
+def test_empty_required_role_means_no_role_and_warns(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert load_settings(with_(AAD_REQUIRED_ROLE="")).auth.required_role is None
+    for key, value in with_(AAD_REQUIRED_ROLE="").items():
+        monkeypatch.setenv(key, value)
+    with caplog.at_level(logging.WARNING):
+        get_settings()
+    assert "AAD_REQUIRED_ROLE is empty" in caplog.text
+
+
+def test_identity_based_storage_from_account_name() -> None:
+    env = with_(
+        AzureWebJobsStorage=None,
+        AzureWebJobsStorage__accountName="contosoitsm",
+        AzureWebJobsStorage__credential="managedidentity",
+        AzureWebJobsStorage__clientId="11111111-2222-3333-4444-555555555555",
+    )
+    s = load_settings(env).storage
+    assert s.connection_string is None
+    assert s.queue_service_uri == "https://contosoitsm.queue.core.windows.net"
+    assert s.table_service_uri == "https://contosoitsm.table.core.windows.net"
+    assert s.blob_service_uri == "https://contosoitsm.blob.core.windows.net"
+    # The clients our code creates use the same identity as the host's triggers.
+    assert isinstance(storage.credential(s), ManagedIdentityCredential)
+    assert storage.queue_client(s, "alerts").url.startswith(
+        "https://contosoitsm.queue.core.windows.net/alerts"
+    )
+    assert storage.table_service(s).url.startswith("https://contosoitsm.table.core.windows.net")
+    assert storage.blob_service(s).url.startswith("https://contosoitsm.blob.core.windows.net")
+
+
+def test_identity_based_storage_from_service_uris() -> None:
+    env = with_(
+        AzureWebJobsStorage=None,
+        AzureWebJobsStorage__queueServiceUri="https://q.example.net",
+        AzureWebJobsStorage__tableServiceUri="https://t.example.net",
+        AzureWebJobsStorage__blobServiceUri="https://b.example.net",
+    )
+    s = load_settings(env).storage
+    assert (s.queue_service_uri, s.table_service_uri, s.blob_service_uri) == (
+        "https://q.example.net",
+        "https://t.example.net",
+        "https://b.example.net",
+    )
+    assert isinstance(storage.credential(s), DefaultAzureCredential)
+
+
+def test_partial_service_uris_name_the_missing_ones() -> None:
+    env = with_(AzureWebJobsStorage=None, AzureWebJobsStorage__queueServiceUri="https://q.x")
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    assert "AzureWebJobsStorage__tableServiceUri" in str(err.value)
+    assert "AzureWebJobsStorage__blobServiceUri" in str(err.value)
+
+
+def test_get_settings_follows_environment_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in BASE.items():
+        monkeypatch.setenv(key, value)
+    first = get_settings()
+    assert get_settings() is first  # validated once for one environment
+    monkeypatch.setenv("CORRELATION_MODE", "rule")
+    assert get_settings().correlation_mode == "rule"
+
+
+def test_setting_names_cover_everything_read() -> None:
+    """load_settings reads no variable outside SETTING_NAMES (the parity tests rely on it)."""
+    seen: list[str] = []
+
+    class Recorder(dict[str, str]):
+        def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+            seen.append(key)
+            return super().get(key, default)
+
+        def __contains__(self, key: object) -> bool:
+            seen.append(str(key))
+            return super().__contains__(key)
+
+    load_settings(Recorder(BASE))
+    assert set(seen) <= set(SETTING_NAMES)
+    assert set(SETTING_NAMES) <= set(seen) | {
+        # Derived only when the connection string is absent.
+        "AzureWebJobsStorage__accountName",
+    }
