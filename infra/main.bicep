@@ -1,0 +1,207 @@
+// Secure Export receiver for Azure Monitor: everything from an empty resource group
+// to alerts arriving as work items.
+//
+//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.bicepparam
+//   func azure functionapp publish <functionAppName output> --python
+//
+// Needs Bicep 0.36.1+ (Microsoft Graph extension, see bicepconfig.json), and a
+// deploying user with Application Administrator (or Cloud Application Administrator)
+// in Entra ID and Owner (or User Access Administrator + Contributor) on the resource
+// group. See docs/deploy.md.
+
+targetScope = 'resourceGroup'
+
+@description('Short lowercase name used in every resource name (letters and digits).')
+@minLength(2)
+@maxLength(9)
+param baseName string = 'itsm'
+
+@description('Region of the resources. It must offer Flex Consumption.')
+param location string = resourceGroup().location
+
+@description('Display name of the app registration.')
+param appDisplayName string = 'Azure Monitor ITSM receiver (${baseName})'
+
+@description('Application ID URI of the app registration. Empty: api://<tenant id>/<unique name>.')
+param applicationIdUri string = ''
+
+@description('App id of the caller Azure Monitor uses for secure webhooks ("AzNS AAD Webhook"). Keep the default in the public cloud.')
+param aznsAppId string = '461e8683-5575-4561-ac7f-899cc907d62a'
+
+@description('Short name of the action group (at most 12 characters).')
+@maxLength(12)
+param actionGroupShortName string = 'itsm'
+
+@description('Also deploy an example metric alert rule that uses the action group.')
+param deployExampleAlertRule bool = false
+
+@description('Largest accepted alert body, in bytes (MAX_PAYLOAD_BYTES).')
+param maxPayloadBytes int = 1048576
+
+@description('alert: one work item per Azure Monitor alert instance; rule: one per alert rule and target (CORRELATION_MODE).')
+@allowed([
+  'alert'
+  'rule'
+])
+param correlationMode string = 'alert'
+
+@description('Minutes after resolution during which a new firing reopens the work item (REOPEN_WINDOW_MINUTES).')
+param reopenWindowMinutes int = 60
+
+@description('State changes within the flap window that mark a work item as flapping (FLAP_THRESHOLD).')
+param flapThreshold int = 4
+
+@description('Flap window, in minutes (FLAP_WINDOW_MINUTES).')
+param flapWindowMinutes int = 60
+
+@description('Maximum number of Flex Consumption instances.')
+param maximumInstanceCount int = 100
+
+@description('Tags applied to every resource.')
+param tags object = {}
+
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, baseName))
+
+var functionAppName = 'func-${baseName}-${resourceToken}'
+// Storage account names: 3-24 lowercase letters and digits.
+var storageAccountName = take(toLower('st${baseName}${resourceToken}'), 24)
+var appUniqueName = 'azmon-itsm-${baseName}-${resourceToken}'
+
+// Storage layout: the names the code binds to (shared/config.py) and the tables it uses.
+// Change table names here only.
+var alertsQueueName = 'alerts'
+var queueNames = [
+  alertsQueueName
+  '${alertsQueueName}-poison'
+]
+var tableNames = [
+  'workitems'
+  'cmdb'
+  'bindings'
+  'history'
+]
+var claimCheckContainerName = 'alert-payloads'
+var deploymentContainerName = 'app-package'
+
+// The receive_alert function: route "alerts" under the default "api" prefix.
+var webhookPath = '/api/alerts'
+
+// AAD_AUTHORITY_HOST wants no trailing slash; loginEndpoint has one.
+var loginEndpoint = environment().authentication.loginEndpoint
+var authorityHost = endsWith(loginEndpoint, '/') ? substring(loginEndpoint, 0, length(loginEndpoint) - 1) : loginEndpoint
+
+module entraApp 'modules/entra-app.bicep' = {
+  name: 'entra-app'
+  params: {
+    uniqueName: appUniqueName
+    displayName: appDisplayName
+    applicationIdUri: applicationIdUri
+    aznsAppId: aznsAppId
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: 'log-${baseName}-${resourceToken}'
+    applicationInsightsName: 'appi-${baseName}-${resourceToken}'
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    location: location
+    tags: tags
+    name: storageAccountName
+    queueNames: queueNames
+    tableNames: tableNames
+    containerNames: [
+      deploymentContainerName
+      claimCheckContainerName
+    ]
+  }
+}
+
+// User-assigned rather than system-assigned: its client id is known before the app
+// exists, so the identity-based AzureWebJobsStorage settings can name it.
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${baseName}-${resourceToken}'
+  location: location
+  tags: tags
+}
+
+module rbac 'modules/rbac.bicep' = {
+  name: 'rbac'
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    principalId: identity.properties.principalId
+  }
+}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'function-app'
+  params: {
+    location: location
+    tags: tags
+    planName: 'plan-${baseName}-${resourceToken}'
+    functionAppName: functionAppName
+    identityId: identity.id
+    identityClientId: identity.properties.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    maximumInstanceCount: maximumInstanceCount
+    tenantIds: tenant().tenantId
+    audiences: '${entraApp.outputs.applicationIdUri},${entraApp.outputs.clientId}'
+    allowedCallerAppIds: aznsAppId
+    requiredRole: entraApp.outputs.secureWebhookRole
+    authorityHost: authorityHost
+    maxPayloadBytes: maxPayloadBytes
+    correlationMode: correlationMode
+    reopenWindowMinutes: reopenWindowMinutes
+    flapThreshold: flapThreshold
+    flapWindowMinutes: flapWindowMinutes
+  }
+  // The host reaches storage with the identity from its first start.
+  dependsOn: [
+    rbac
+  ]
+}
+
+module actionGroup 'modules/action-group.bicep' = {
+  name: 'action-group'
+  params: {
+    tags: tags
+    actionGroupName: 'ag-${baseName}-${resourceToken}'
+    groupShortName: actionGroupShortName
+    webhookUrl: 'https://${functionApp.outputs.defaultHostName}${webhookPath}'
+    applicationObjectId: entraApp.outputs.applicationObjectId
+    applicationIdUri: entraApp.outputs.applicationIdUri
+    deployExampleAlertRule: deployExampleAlertRule
+    exampleAlertTargetId: storage.outputs.id
+  }
+}
+
+@description('Function app to publish to: func azure functionapp publish <name> --python')
+output functionAppName string = functionApp.outputs.name
+
+@description('URL Azure Monitor posts alerts to.')
+output webhookUrl string = 'https://${functionApp.outputs.defaultHostName}${webhookPath}'
+
+@description('Application (client) id of the app registration.')
+output applicationClientId string = entraApp.outputs.clientId
+
+@description('Object id of the app registration (the webhook receiver objectId).')
+output applicationObjectId string = entraApp.outputs.applicationObjectId
+
+@description('Application ID URI of the app registration.')
+output applicationIdUri string = entraApp.outputs.applicationIdUri
+
+@description('Action group to attach to alert rules.')
+output actionGroupId string = actionGroup.outputs.actionGroupId
+
+output storageAccountName string = storage.outputs.name

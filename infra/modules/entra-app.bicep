@@ -1,0 +1,120 @@
+// Entra ID side of the Secure Webhook, through the Microsoft Graph Bicep extension:
+// the app registration Azure Monitor requests tokens for, its service principal,
+// the AzNS AAD Webhook service principal (the caller) and the app role assignment
+// that puts `ActionGroupsSecureWebhook` into the caller's tokens.
+//
+// Kept in its own module: checkov's Bicep parser cannot read `extension` lines,
+// so the other modules stay scannable. Needs Bicep 0.36.1 or later and, for the
+// deploying user, Application Administrator or Cloud Application Administrator.
+
+extension microsoftGraphV1
+
+@description('Unique name of the app registration in the tenant (the Graph extension keys the application on it).')
+param uniqueName string
+
+@description('Display name of the app registration.')
+param displayName string
+
+@description('Application ID URI. Empty: api://<tenant id>/<uniqueName>, a form tenants accept without a verified domain.')
+param applicationIdUri string = ''
+
+@description('App id of "AzNS AAD Webhook", the first-party application Azure Monitor uses to call secure webhooks (the same in every public-cloud tenant).')
+param aznsAppId string = '461e8683-5575-4561-ac7f-899cc907d62a'
+
+var secureWebhookRoleValue = 'ActionGroupsSecureWebhook'
+var workItemsReadRoleValue = 'WorkItems.Read'
+var workItemsReadWriteRoleValue = 'WorkItems.ReadWrite'
+
+// App role ids must stay stable across deployments: derive them from the unique name.
+var secureWebhookRoleId = guid(uniqueName, secureWebhookRoleValue)
+var workItemsReadRoleId = guid(uniqueName, workItemsReadRoleValue)
+var workItemsReadWriteRoleId = guid(uniqueName, workItemsReadWriteRoleValue)
+
+var identifierUri = empty(applicationIdUri) ? 'api://${tenant().tenantId}/${uniqueName}' : applicationIdUri
+
+resource application 'Microsoft.Graph/applications@v1.0' = {
+  uniqueName: uniqueName
+  displayName: displayName
+  description: 'Receives Azure Monitor alerts (Secure Webhook, common alert schema) and serves the work item API.'
+  signInAudience: 'AzureADMyOrg'
+  // Without an Application ID URI Azure Monitor fails with AadWebhookApplicationUriNotFound.
+  identifierUris: [
+    identifierUri
+  ]
+  api: {
+    // v2 tokens: iss https://login.microsoftonline.com/<tid>/v2.0, aud = client id, azp = caller.
+    requestedAccessTokenVersion: 2
+  }
+  appRoles: [
+    {
+      id: secureWebhookRoleId
+      value: secureWebhookRoleValue
+      displayName: secureWebhookRoleValue
+      description: 'Azure Monitor action groups (AzNS AAD Webhook) may post alerts.'
+      allowedMemberTypes: [
+        'Application'
+      ]
+      isEnabled: true
+    }
+    {
+      id: workItemsReadRoleId
+      value: workItemsReadRoleValue
+      displayName: 'Read work items'
+      description: 'Read work items, their history and bound configuration items.'
+      allowedMemberTypes: [
+        'User'
+        'Application'
+      ]
+      isEnabled: true
+    }
+    {
+      id: workItemsReadWriteRoleId
+      value: workItemsReadWriteRoleValue
+      displayName: 'Read and update work items'
+      description: 'Read and update work items (assign, acknowledge, close).'
+      allowedMemberTypes: [
+        'User'
+        'Application'
+      ]
+      isEnabled: true
+    }
+  ]
+  // The deploying principal owns the application: Azure refuses to create a secure
+  // webhook for a caller that does not (AadWebhookResourceNotOwnedByCaller). Owners
+  // are appended, so a redeployment by someone else adds them without removing anyone.
+  owners: {
+    relationships: [
+      deployer().objectId
+    ]
+  }
+}
+
+resource servicePrincipal 'Microsoft.Graph/servicePrincipals@v1.0' = {
+  appId: application.appId
+  // Only principals holding one of the app roles can get a token for this API.
+  appRoleAssignmentRequired: true
+}
+
+// Declared by app id: created when the tenant does not have it yet, left as is otherwise.
+resource aznsServicePrincipal 'Microsoft.Graph/servicePrincipals@v1.0' = {
+  appId: aznsAppId
+}
+
+resource aznsRoleAssignment 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+  principalId: aznsServicePrincipal.id
+  resourceId: servicePrincipal.id
+  appRoleId: secureWebhookRoleId
+}
+
+@description('Object id of the application: the action group webhook receiver objectId.')
+output applicationObjectId string = application.id
+
+@description('Application (client) id: the audience of v2 tokens.')
+output clientId string = application.appId
+
+@description('Application ID URI: the action group webhook receiver identifierUri, the audience of v1 tokens.')
+output applicationIdUri string = identifierUri
+
+output servicePrincipalId string = servicePrincipal.id
+output aznsServicePrincipalId string = aznsServicePrincipal.id
+output secureWebhookRole string = secureWebhookRoleValue
