@@ -13,6 +13,8 @@ from azure.storage.queue import QueueServiceClient
 from tests.azurite import Azurite
 from tests.harness import FunctionsHost
 
+pytest_plugins = ["tests.auth_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
@@ -48,7 +50,13 @@ def storage(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 @pytest.fixture
-def host(storage: str, app_env: None) -> FunctionsHost:
+def app_env(storage: str, auth_env: dict[str, str]) -> dict[str, str]:
+    """Every setting the app needs: Azurite storage plus token settings for the test keys."""
+    return {"AzureWebJobsStorage": storage, **auth_env}
+
+
+@pytest.fixture
+def host(storage: str, app_env: dict[str, str]) -> FunctionsHost:
     """The function app as the Functions host would run it, against Azurite."""
     import function_app
 

@@ -47,11 +47,10 @@ def indexed() -> list[Any]:
     sys.path.insert(0, str(REPO))
     try:
         functions = loader.index_function_app(str(REPO / "function_app.py"))
-        return list(
-            loader.process_indexed_function(
-                PROTOS, worker_functions.Registry(), functions, str(REPO)
-            )
+        metadata, _binding_logs = loader.process_indexed_function(
+            PROTOS, worker_functions.Registry(), functions, str(REPO)
         )
+        return list(metadata)
     finally:
         sys.path.remove(str(REPO))
 
