@@ -37,6 +37,10 @@ class QueueUnavailable(Exception):
     """The queue or the claim-check blob could not be written: answer 503 so it is retried."""
 
 
+class NotEncodable(ValueError):
+    """The payload parsed but cannot be re-serialized (nested deeper than the encoder goes)."""
+
+
 class CorruptMessage(Exception):
     """A message that can never be processed (bad JSON, broken claim-check pointer)."""
 
@@ -105,13 +109,17 @@ def _send(settings: StorageSettings, text: str) -> None:
 
 
 def encode(alert: Mapping[str, Any], raw: Any) -> str:
-    return _dumps({"alert": alert, "raw": raw})
+    try:
+        return _dumps({"alert": alert, "raw": raw})
+    except (RecursionError, ValueError) as exc:
+        raise NotEncodable(f"the payload cannot be re-encoded: {type(exc).__name__}") from None
 
 
 def enqueue(settings: StorageSettings, alert: Mapping[str, Any], raw: Any) -> str:
     """Queue one normalized alert with its raw payload; returns "inline" or "claimCheck".
 
-    Raises QueueUnavailable on any storage failure, so nothing accepted is ever lost silently.
+    Raises QueueUnavailable on any storage failure, so nothing accepted is ever lost
+    silently, and NotEncodable (before any write) for a payload that cannot be queued.
     """
     text = encode(alert, raw)
     try:

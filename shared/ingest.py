@@ -78,6 +78,14 @@ def handle(req: func.HttpRequest) -> func.HttpResponse:
 
     try:
         delivery = alert_queue.enqueue(settings.storage, alert, payload)
+    except alert_queue.NotEncodable as exc:
+        return responses.error(
+            400,
+            "nesting_too_deep",
+            f"The JSON body is nested too deeply to be stored ({exc}); Azure Monitor alerts "
+            "are a few levels deep.",
+            correlation_id=correlation_id,
+        )
     except alert_queue.QueueUnavailable as exc:
         log.error(
             "could not queue alert %s, correlationId=%s: %s",

@@ -113,6 +113,19 @@ def _route_regex(template: str) -> re.Pattern[str]:
     return re.compile("".join(parts) + "/?", re.IGNORECASE)
 
 
+_indexed: dict[int, tuple[func.FunctionApp, list[func.Function]]] = {}
+
+
+def indexed_functions(app: func.FunctionApp) -> list[func.Function]:
+    """The app's functions, indexed once per app object as the worker does at start-up
+    (azure-functions refuses a second get_functions() on the same app)."""
+    entry = _indexed.get(id(app))
+    if entry is None or entry[0] is not app:
+        entry = (app, app.get_functions())
+        _indexed[id(app)] = entry
+    return entry[1]
+
+
 class FunctionsHost:
     def __init__(
         self,
@@ -130,7 +143,7 @@ class FunctionsHost:
         self.function_keys = set(function_keys)
         self.http_routes: list[HttpRoute] = []
         self.queue_functions: dict[str, tuple[func.Function, str, str]] = {}
-        self.functions = {f.get_function_name(): f for f in app.get_functions()}
+        self.functions = {f.get_function_name(): f for f in indexed_functions(app)}
         for function in self.functions.values():
             self._register(function)
 

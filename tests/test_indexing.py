@@ -45,6 +45,9 @@ PROTOS = SimpleNamespace(
 def indexed() -> list[Any]:
     meta.load_binding_registry()
     sys.path.insert(0, str(REPO))
+    # The indexer imports function_app itself; give it a fresh module so that its
+    # get_functions() (allowed once per app) leaves the tests' own app untouched.
+    ours = sys.modules.pop("function_app", None)
     try:
         functions = loader.index_function_app(str(REPO / "function_app.py"))
         metadata, _binding_logs = loader.process_indexed_function(
@@ -53,6 +56,9 @@ def indexed() -> list[Any]:
         return list(metadata)
     finally:
         sys.path.remove(str(REPO))
+        sys.modules.pop("function_app", None)
+        if ours is not None:
+            sys.modules["function_app"] = ours
 
 
 def _bindings(metadata: Any) -> dict[str, dict[str, Any]]:
