@@ -325,13 +325,7 @@ class FunctionsHost:
                 room = max_in_flight - len(in_flight)
                 # Like the host, fetch a new batch once in-flight work drops to the threshold.
                 if room >= settings.batch_size or (not in_flight and room > 0):
-                    batch = list(
-                        client.receive_messages(
-                            messages_per_page=min(settings.batch_size, 32),
-                            visibility_timeout=600,
-                            max_messages=min(settings.batch_size, room),
-                        )
-                    )
+                    batch = self._receive(client, min(settings.batch_size, room))
                 else:
                     batch = []
                 for message in batch:
@@ -346,6 +340,19 @@ class FunctionsHost:
             for future in in_flight:
                 future.result()
         return stats
+
+    @staticmethod
+    def _receive(client: QueueClient, count: int) -> list[Any]:
+        """Lease up to `count` messages; a queue nobody created yet is just empty (the
+        host's listener waits for it rather than failing)."""
+        try:
+            return list(
+                client.receive_messages(
+                    messages_per_page=min(count, 32), visibility_timeout=600, max_messages=count
+                )
+            )
+        except ResourceNotFoundError:
+            return []
 
     @staticmethod
     def _empty(client: QueueClient) -> bool:
