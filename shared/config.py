@@ -236,6 +236,11 @@ def _correlation_mode(raw: str) -> str:
     return mode
 
 
+def storage_settings(environ: Mapping[str, str] | None = None) -> StorageSettings:
+    """Only the storage settings (tools such as scripts/replay_poison.py need no others)."""
+    return _storage(os.environ if environ is None else environ)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises ConfigError naming the bad one."""
     env = os.environ if environ is None else environ

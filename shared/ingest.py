@@ -52,6 +52,12 @@ def handle(req: func.HttpRequest) -> func.HttpResponse:
     declared = _content_length(req)
     body = req.get_body() if declared is None or declared <= limit else b""
     if (declared is not None and declared > limit) or len(body) > limit:
+        log.warning(
+            "alert rejected: payload_too_large (%s bytes > %d), correlationId=%s",
+            declared if declared is not None else len(body),
+            limit,
+            correlation_id,
+        )
         return responses.error(
             413,
             "payload_too_large",
@@ -79,6 +85,7 @@ def handle(req: func.HttpRequest) -> func.HttpResponse:
     try:
         delivery = alert_queue.enqueue(settings.storage, alert, payload)
     except alert_queue.NotEncodable as exc:
+        log.warning("alert rejected: nesting_too_deep, correlationId=%s", correlation_id)
         return responses.error(
             400,
             "nesting_too_deep",

@@ -11,7 +11,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+import requests
+import requests.adapters
 from azure.core.credentials import TokenCredential
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient
@@ -33,17 +36,38 @@ _TIMEOUTS: dict[str, Any] = {
 # (Azure Monitor for ingest, the queue's redelivery for processing). The storage
 # SDKs' default first back-off is 15 s, longer than Azure Monitor waits.
 _RETRIES = 2
-_TABLE_OPTIONS: dict[str, Any] = {**_TIMEOUTS, "retry_total": _RETRIES, "retry_backoff_factor": 0.2}
+# The host runs up to batchSize + newBatchThreshold (24) messages at once, plus HTTP
+# requests: requests' default pool of 10 connections would discard and reopen sockets.
+_POOL_SIZE = 64
+
+
+def _transport() -> RequestsTransport:
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    # The timeouts must be given to the transport itself: the SDKs only apply them to a
+    # transport they build.
+    return RequestsTransport(session=session, session_owner=True, **_TIMEOUTS)
+
+
+def _table_options() -> dict[str, Any]:
+    return {
+        **_TIMEOUTS,
+        "retry_total": _RETRIES,
+        "retry_backoff_factor": 0.2,
+        "transport": _transport(),
+    }
 
 
 def _queue_options() -> dict[str, Any]:
     retry = QueueRetry(backoff=0.3, random_jitter_range=0.2, retry_total=_RETRIES)  # type: ignore[arg-type]  # floats work; the hint is narrow
-    return {**_TIMEOUTS, "retry_policy": retry}
+    return {**_TIMEOUTS, "retry_policy": retry, "transport": _transport()}
 
 
 def _blob_options() -> dict[str, Any]:
     retry = BlobRetry(backoff=0.3, random_jitter_range=0.2, retry_total=_RETRIES)  # type: ignore[arg-type]
-    return {**_TIMEOUTS, "retry_policy": retry}
+    return {**_TIMEOUTS, "retry_policy": retry, "transport": _transport()}
 
 
 @cache
@@ -69,11 +93,11 @@ def queue_client(settings: StorageSettings, queue_name: str) -> QueueClient:
 def table_service(settings: StorageSettings) -> TableServiceClient:
     if settings.connection_string:
         return TableServiceClient.from_connection_string(
-            settings.connection_string, **_TABLE_OPTIONS
+            settings.connection_string, **_table_options()
         )
     assert settings.table_service_uri
     return TableServiceClient(
-        settings.table_service_uri, credential=credential(settings), **_TABLE_OPTIONS
+        settings.table_service_uri, credential=credential(settings), **_table_options()
     )
 
 

@@ -1,0 +1,354 @@
+"""Alert storm: HTTP POSTs through the queue into the tables, against a storage floor.
+
+    .venv/bin/python benchmarks/bench_storm.py                  # 5,000 alerts
+    .venv/bin/python benchmarks/bench_storm.py --alerts 500     # a quick run
+
+N alerts, each Fired and later Resolved (metric alerts on a pool of VMs and rules), 10%
+of the 2N events sent twice, all shuffled. Each event is POSTed to /api/alerts with a
+valid token (verified against a local JWKS server), queued by ingest, then drained by the
+host harness with host.json's concurrency (batchSize + newBatchThreshold in flight) into
+the work item tables. Azurite is started here and shared by both runs.
+
+Floor, measured in the same run with the same SDK and concurrency: the same number of raw
+queue sends (24 at once), then a drain through the same harness by a function that does
+one table upsert per message (receive, upsert, delete). Target: our throughput (events
+per second, both phases) at least 0.5x the floor's. Verified at the end: the tables hold
+exactly N work items, all Resolved, each with one occurrence. Exit 1 on a miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import random
+import resource
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import azure.functions as func
+import psutil  # type: ignore[import-untyped]
+from azure.data.tables import TableServiceClient, UpdateMode
+from azure.storage.queue import QueueClient
+
+from shared import table_keys
+from tests.azurite import Azurite
+from tests.harness import FunctionsHost, QueueRunStats, QueueSettings
+from tests.jwks_server import JwksServer
+from tests.tokens import AUDIENCE_URI, AZNS_APP_ID, ROLE, TENANT_A, SigningKey, bearer, v1_claims
+
+SUBSCRIPTION = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"
+FLOOR_QUEUE = "floor"
+FLOOR_TABLE = "floor"
+
+
+def payload(
+    n: int, condition: str, vm: int, rule: int, fired: str, resolved: str | None
+) -> dict[str, Any]:
+    """A common-schema metric alert (the shape of Microsoft's published sample)."""
+    target = (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-storm/providers/"
+        f"Microsoft.Compute/virtualMachines/vm-{vm:04d}"
+    )
+    essentials = {
+        "alertId": f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.AlertsManagement/alerts/"
+        f"{uuid.uuid5(uuid.NAMESPACE_OID, f'storm-{n}')}",
+        "alertRule": f"cpu-rule-{rule:02d}",
+        "alertRuleID": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-monitor/providers/"
+        f"microsoft.insights/metricAlerts/cpu-rule-{rule:02d}",
+        "severity": f"Sev{rule % 5}",
+        "signalType": "Metric",
+        "monitorCondition": condition,
+        "monitoringService": "Platform",
+        "alertTargetIDs": [target.lower()],
+        "configurationItems": [f"vm-{vm:04d}"],
+        "originAlertId": f"storm-{n}",
+        "firedDateTime": fired,
+        "description": "CPU above 90% for 5 minutes",
+        "essentialsVersion": "1.0",
+        "alertContextVersion": "1.0",
+    }
+    if resolved is not None:
+        essentials["resolvedDateTime"] = resolved
+    context = {
+        "properties": None,
+        "conditionType": "SingleResourceMultipleMetricCriteria",
+        "condition": {
+            "windowSize": "PT5M",
+            "allOf": [
+                {
+                    "metricName": "Percentage CPU",
+                    "metricNamespace": "Microsoft.Compute/virtualMachines",
+                    "operator": "GreaterThan",
+                    "threshold": "90",
+                    "timeAggregation": "Average",
+                    "dimensions": [],
+                    "metricValue": 97.5 if condition == "Fired" else 42.0,
+                }
+            ],
+            "windowStartTime": fired,
+            "windowEndTime": resolved or fired,
+        },
+    }
+    return {
+        "schemaId": "azureMonitorCommonAlertSchema",
+        "data": {"essentials": essentials, "alertContext": context, "customProperties": None},
+    }
+
+
+def storm(alerts: int, duplicates: float, vms: int, rules: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    events = []
+    for n in range(alerts):
+        start = rng.randrange(0, 3600)
+        fired = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(1_709_280_000 + start)) + ".000Z"
+        end = (
+            time.strftime(
+                "%Y-%m-%dT%H:%M:%S", time.gmtime(1_709_280_000 + start + rng.randrange(60, 1800))
+            )
+            + ".000Z"
+        )
+        vm, rule = rng.randrange(vms), rng.randrange(rules)
+        events.append(payload(n, "Fired", vm, rule, fired, None))
+        events.append(payload(n, "Resolved", vm, rule, fired, end))
+    events += [copy.deepcopy(e) for e in rng.sample(events, int(len(events) * duplicates))]
+    rng.shuffle(events)
+    return events
+
+
+def concurrency() -> int:
+    settings = QueueSettings.from_host_json(json.loads(Path("host.json").read_text()))
+    return settings.batch_size + settings.new_batch_threshold
+
+
+class Phases:
+    """Wall time, and CPU here and in Azurite, summed per phase over the waves."""
+
+    def __init__(self, azurite: psutil.Process | None) -> None:
+        self.azurite = azurite
+        self.totals: dict[str, list[float]] = {}
+
+    def _node_cpu(self) -> float:
+        return sum(self.azurite.cpu_times()[:2]) if self.azurite else 0.0
+
+    def run(self, label: str, fn: Callable[[], Any]) -> None:
+        cpu, node, start = time.process_time(), self._node_cpu(), time.perf_counter()
+        fn()
+        spent = [time.perf_counter() - start, time.process_time() - cpu, self._node_cpu() - node]
+        self.totals[label] = [
+            a + b for a, b in zip(self.totals.get(label, [0.0] * 3), spent, strict=True)
+        ]
+
+    def wall(self, prefix: str) -> float:
+        return sum(v[0] for k, v in self.totals.items() if k.startswith(prefix))
+
+    def report(self) -> None:
+        print(f"  {'phase':34} {'wall s':>8} {'Python CPU s':>13} {'Azurite CPU s':>14}")
+        for label, (wall, cpu, node) in self.totals.items():
+            print(f"  {label:34} {wall:8.2f} {cpu:13.2f} {node:14.2f}")
+
+
+def parallel(workers: int, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def fresh_app() -> func.FunctionApp:
+    import function_app
+
+    function_app.app.functions_bindings = {}  # get_functions() may run once per app otherwise
+    return function_app.app
+
+
+def floor_app(connection_string: str) -> func.FunctionApp:
+    """One table upsert per message: the least a queue-to-table processor can do."""
+    app = func.FunctionApp()
+    table = TableServiceClient.from_connection_string(connection_string).get_table_client(
+        FLOOR_TABLE
+    )
+
+    @app.function_name("floor")
+    @app.queue_trigger(arg_name="msg", queue_name=FLOOR_QUEUE, connection="AzureWebJobsStorage")
+    def floor(msg: func.QueueMessage) -> None:
+        body = msg.get_body()
+        table.upsert_entity(
+            {"PartitionKey": str(msg.id)[:6], "RowKey": str(msg.id), "size": len(body)},
+            mode=UpdateMode.REPLACE,
+        )
+
+    return app
+
+
+def run_wave(
+    phases: Phases,
+    workers: int,
+    wave: list[bytes],
+    texts: list[str],
+    post: Callable[[bytes], int],
+    host: FunctionsHost,
+    queue: QueueClient,
+    floor_host: FunctionsHost,
+) -> QueueRunStats:
+    """One wave: ours (POST, then drain into the tables), then the floor (send, then drain)."""
+    stats: list[QueueRunStats] = []
+
+    def posts() -> None:
+        statuses = parallel(workers, post, wave)
+        if set(statuses) != {202}:
+            raise SystemExit(f"FAIL: ingest answered {sorted(set(statuses))}")
+
+    phases.run("ours: HTTP POST -> queue", posts)
+    phases.run(
+        "ours: queue -> work item tables",
+        lambda: stats.append(host.run_queue("alerts", timeout=3600)),
+    )
+    phases.run("floor: raw queue send", lambda: parallel(workers, queue.send_message, texts))
+    phases.run(
+        "floor: receive + 1 upsert + delete",
+        lambda: floor_host.run_queue(FLOOR_QUEUE, timeout=3600),
+    )
+    return stats[0]
+
+
+def _node(server: Azurite) -> psutil.Process | None:
+    """Azurite's node process (the launcher may be a shell wrapper around it)."""
+    if server.process is None:
+        return None
+    root = psutil.Process(server.process.pid)
+    nodes = [p for p in [root, *root.children(recursive=True)] if "node" in p.name()]
+    return nodes[0] if nodes else root
+
+
+def check_tables(connection_string: str, alerts: int) -> list[str]:
+    service = TableServiceClient.from_connection_string(connection_string)
+    items = list(
+        service.get_table_client(table_keys.WORKITEMS_TABLE).query_entities(
+            "RowKey ge 'i|' and RowKey lt 'i}'"
+        )
+    )
+    problems = []
+    if len(items) != alerts:
+        problems.append(f"{len(items)} work items, expected {alerts}")
+    states = {e["state"] for e in items}
+    if states != {"Resolved"}:
+        problems.append(f"states {sorted(states)}, expected only Resolved")
+    if any(e["occurrences"] != 1 or e["reopenCount"] != 0 for e in items):
+        problems.append("some items have more than one occurrence or a reopen")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--alerts", type=int, default=5000)
+    parser.add_argument("--duplicates", type=float, default=0.10)
+    parser.add_argument("--vms", type=int, default=500)
+    parser.add_argument("--rules", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--wave",
+        type=int,
+        default=1000,
+        help="events per wave, POSTed then drained (Azurite's queue slows down with depth)",
+    )
+    args = parser.parse_args()
+    os.chdir(Path(__file__).resolve().parent.parent)
+    # 24 threads share clients whose pools hold 10 connections: urllib3 says so per request.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+
+    events = storm(args.alerts, args.duplicates, args.vms, args.rules, args.seed)
+    bodies = [json.dumps(e).encode() for e in events]
+    workers = concurrency()
+    key = SigningKey.generate(kid="bench")
+    server = Azurite()
+    server.start()
+    phases = Phases(_node(server))
+    jwks = JwksServer(key).start()
+    try:
+        os.environ.update(
+            {
+                "AzureWebJobsStorage": server.connection_string,
+                "AAD_TENANT_IDS": TENANT_A,
+                "AAD_AUDIENCES": AUDIENCE_URI,
+                "AAD_ALLOWED_CALLER_APP_IDS": AZNS_APP_ID,
+                "AAD_REQUIRED_ROLE": ROLE,
+                "AAD_JWKS_URI": jwks.url,
+            }
+        )
+        token = bearer(key.sign(v1_claims()))
+        print(
+            f"{len(events)} events ({args.alerts} alerts, Fired + Resolved, "
+            f"{args.duplicates:.0%} sent twice), {workers} in flight"
+        )
+
+        # Ours: POST every event, then drain the queue into the work item tables.
+        host = FunctionsHost(fresh_app(), server.connection_string)
+        host.request(
+            "POST", "/api/alerts", headers={"Authorization": token}, body=bodies[0]
+        )  # warm-up
+        QueueClient.from_connection_string(server.connection_string, "alerts").clear_messages()
+
+        def post(body: bytes) -> int:
+            response = host.request(
+                "POST",
+                "/api/alerts",
+                headers={"Authorization": token, "Content-Type": "application/json"},
+                body=body,
+            )
+            return int(response.status_code)
+
+        floor_host = FunctionsHost(floor_app(server.connection_string), server.connection_string)
+        TableServiceClient.from_connection_string(server.connection_string).create_table(
+            FLOOR_TABLE
+        )
+        queue = QueueClient.from_connection_string(server.connection_string, FLOOR_QUEUE)
+        queue.create_queue()
+        failed: list[str] = []
+        waves = [bodies[i : i + args.wave] for i in range(0, len(bodies), args.wave)]
+        print(f"{len(waves)} waves of up to {args.wave} events: ", end="", flush=True)
+        for wave in waves:
+            texts = [b.decode() for b in wave]
+            stats = run_wave(phases, workers, wave, texts, post, host, queue, floor_host)
+            failed += stats.errors
+            print(".", end="", flush=True)
+        print()
+        phases.report()
+        if failed:
+            print(f"  failed attempts (the host retried them): {len(failed)}, e.g. {failed[:2]}")
+        ours, floor = phases.wall("ours"), phases.wall("floor")
+
+        problems = check_tables(server.connection_string, args.alerts)
+        ours_rate, floor_rate = len(events) / ours, len(events) / floor
+        ratio = ours_rate / floor_rate
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss = psutil.Process().memory_info().rss / 2**20
+        print(
+            f"throughput: ours {ours_rate:,.0f} events/s ({args.alerts / ours:,.0f} alerts/s), "
+            f"floor {floor_rate:,.0f} events/s"
+        )
+        print(f"ratio ours/floor: {ratio:.2f} (target >= 0.50)")
+        print(
+            f"memory: peak RSS {peak:,.0f} MiB, now {rss:,.0f} MiB (this process; Azurite excluded)"
+        )
+        print(
+            "tables: "
+            + ("exactly the expected work items" if not problems else "; ".join(problems))
+        )
+        ok = ratio >= 0.5 and not problems
+        print("PASS" if ok else "FAIL")
+        return 0 if ok else 1
+    finally:
+        jwks.stop()
+        server.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

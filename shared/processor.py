@@ -1,0 +1,86 @@
+"""The queue trigger's work: one `alerts` message in, its work item effects durable out.
+
+Failure handling, as the Functions host sees it:
+- a transient storage fault raises AzureError: the host makes the message visible again
+  and retries it (effects are idempotent per event, so a partial first attempt is fine);
+- a message that can never succeed (unknown major schema version, broken claim-check
+  pointer, no alert id) raises PermanentAlertError on every attempt, with an error log
+  naming the alert id and the reason, until the host moves it to `alerts-poison`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from shared import alert_queue, store, workitem_rows
+from shared.alert_events import InvalidAlert, event_from_alert
+from shared.config import POISON_QUEUE, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class PermanentAlertError(Exception):
+    """This message will fail the same way on every attempt; it belongs in the poison queue."""
+
+
+def _alert_id_hint(text: str) -> str:
+    """The alert id, if the message says, for logging a message we cannot decode."""
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        return "<unknown: not JSON>"
+    if isinstance(message, dict):
+        alert = message.get("alert")
+        found: Any = alert.get("alertId") if isinstance(alert, dict) else message.get("alertId")
+        if isinstance(found, str):
+            return found[:300]
+    return "<unknown>"
+
+
+def handle(text: str, dequeue_count: int, message_id: str | None) -> None:
+    """Apply one queued alert to its work item; raise to have the host retry it."""
+    settings = get_settings()
+    try:
+        queued = alert_queue.decode(settings.storage, text)
+        event = event_from_alert(queued.alert, settings.correlation_mode)
+    except (alert_queue.CorruptMessage, InvalidAlert) as exc:
+        alert_id = _alert_id_hint(text)
+        log.error(
+            "alert %s cannot be processed (attempt %d, message %s): %s; it will end in %s",
+            alert_id,
+            dequeue_count,
+            message_id,
+            exc,
+            POISON_QUEUE,
+        )
+        raise PermanentAlertError(f"alert {alert_id}: {exc}") from exc
+
+    def facts() -> dict[str, Any]:
+        ref = alert_queue.ensure_stored(settings.storage, queued)
+        return workitem_rows.event_facts(
+            queued.alert, event, f"{ref.container}/{ref.blob}", ref.sha256, message_id
+        )
+
+    try:
+        result = store.store_for(settings).apply(event, facts)
+    except (store.ContentionError, store.StoreInconsistent) as exc:
+        log.error(
+            "alert %s (message %s, attempt %d) not applied, the host will retry it: %s",
+            event.alert_id,
+            message_id,
+            dequeue_count,
+            exc,
+        )
+        raise
+    log.info(
+        "alert %s %s -> %s: %s (group %s, attempt %d of the store, dequeue %d)",
+        event.alert_id,
+        event.condition,
+        ", ".join(result.item_ids) or "-",
+        result.outcome,
+        result.group.kind,
+        result.attempts,
+        dequeue_count,
+    )

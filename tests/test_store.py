@@ -1,0 +1,286 @@
+"""The store against Azurite: keys, limits, manual changes, big commits, repair, budgets."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from azure.data.tables import TableServiceClient
+
+from shared import store, table_keys
+from shared.alert_events import Event, event_from_alert
+from shared.workitem_rows import event_facts
+from shared.workitems import CLOSED, MINUTE, NEW, STATE_RESOLVED, Policy
+from tests import alert_factory as af
+from tests.alert_factory import fired, resolved
+from tests.workitem_fixtures import WorkItemEnv, diff_snapshots
+
+WEIRD_CIS = (
+    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/app#1?x=y",
+    "back\\slash\\computer",
+    "ünïcødé-名前-🚀",
+    "tab\there-and-nul\x00",
+    "n" * 2048,
+)
+
+pytest_plugins = ("tests.workitem_fixtures",)
+
+
+class Counter:
+    """Counts the HTTP requests a client sends (raw_request_hook)."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Any) -> None:
+        with self._lock:
+            self.requests.append(f"{request.http_request.method} {request.http_request.url}")
+
+    def take(self) -> int:
+        with self._lock:
+            n = len(self.requests)
+            self.requests.clear()
+            return n
+
+
+def counted_store(
+    connection_string: str, policy: Policy | None = None
+) -> tuple[store.WorkItemStore, Counter]:
+    counter = Counter()
+    service = TableServiceClient.from_connection_string(connection_string, raw_request_hook=counter)
+    return store.WorkItemStore(service, policy or Policy()), counter
+
+
+def micros(minutes: float) -> int:
+    return int((af.BASE.timestamp() + minutes * 60) * 1_000_000)
+
+
+def facts_for(alert: dict[str, Any], event: Event) -> Callable[[], dict[str, Any]]:
+    return lambda: event_facts(alert, event, "alert-payloads/x.json", "0" * 64, "m")
+
+
+def apply(s: store.WorkItemStore, alert: dict[str, Any], mode: str = "alert") -> store.ApplyResult:
+    event = event_from_alert(alert, mode)
+    return s.apply(event, facts_for(alert, event))
+
+
+def test_ci_keys_with_forbidden_characters_unicode_and_2_kb(workitem_env: WorkItemEnv) -> None:
+    workitem_env.process([fired("a", 0, cis=WEIRD_CIS), resolved("a", 0, 5, cis=WEIRD_CIS)])
+    (item,) = workitem_env.items()
+    assert item["state"] == STATE_RESOLVED
+    assert item["ciCount"] == len(WEIRD_CIS)
+    s = workitem_env.store
+    assert {b["ciKey"] for b in s.item_cis(item["id"])} == {c.lower() for c in WEIRD_CIS}
+    for key in WEIRD_CIS:
+        ci = s.get_ci(key.lower())
+        assert ci is not None
+        assert ci["display"] == key
+        assert ci["key"] == key.lower()
+        assert ci["firstSeen"] == af.at(0)[:17] + "00.000000Z"
+        assert ci["lastSeen"] == af.at(5)[:17] + "00.000000Z"
+        assert [i["id"] for i in s.ci_items(key.lower())] == [item["id"]]
+
+
+def test_long_texts_are_truncated_with_a_marker_and_the_payload_stays_reachable(
+    workitem_env: WorkItemEnv,
+) -> None:
+    text = "x" * 50_000
+    workitem_env.process([fired("a", 0, description=text)])
+    (listed,) = workitem_env.items()
+    item = workitem_env.store.get_item(listed["id"])
+    assert item is not None
+    assert len(item["description"]) < 10_000
+    assert "[truncated: 50000 characters" in item["description"]
+    assert item["lastPayloadBlob"] in item["description"]  # the marker says where it all is
+    container, blob = item["lastPayloadBlob"].split("/", 1)
+    from shared.config import get_settings
+    from shared.storage import blob_service
+
+    data = (
+        blob_service(get_settings().storage)
+        .get_blob_client(container, blob)
+        .download_blob()
+        .readall()
+    )
+    assert json.loads(data)["alert"]["description"] == text
+
+
+def test_a_person_closes_an_item_conditionally(workitem_env: WorkItemEnv) -> None:
+    workitem_env.process([fired("a", 0)])
+    (item,) = workitem_env.items()
+    s = workitem_env.store
+    current = s.get_item(item["id"])
+    assert current is not None
+    stale = current.metadata["etag"]
+    s.set_state(item["id"], "Acknowledged", by="alice", if_match=stale, at=micros(10))
+    with pytest.raises(store.PreconditionFailed):
+        s.set_state(item["id"], CLOSED, by="bob", if_match=stale)
+    closed = s.set_state(item["id"], CLOSED, by="bob", note="known issue", at=micros(20))
+    assert closed["state"] == CLOSED
+    assert closed["resolution"] == "closed by bob: known issue"
+    workitem_env.process([resolved("a", 0, 30), af.redelivered(fired("a", 0))])
+    (after,) = workitem_env.items()
+    assert after["state"] == CLOSED
+    history = workitem_env.history(item["id"])
+    assert [h["effect"] for h in history] == ["created", "manual", "manual", "resolved"]
+    assert "the work item is Closed" in history[-1]["changes"]
+
+
+def test_rule_mode_reopen_and_close_through_the_store(workitem_env: WorkItemEnv) -> None:
+    workitem_env.configure(mode="rule", reopen=30)
+    workitem_env.process([fired("a", 0), resolved("a", 0, 5), fired("b", 20)])
+    (item,) = workitem_env.items()
+    assert (item["state"], item["reopenCount"], item["occurrences"]) == (NEW, 1, 2)
+    workitem_env.store.set_state(item["id"], CLOSED, by="carol", at=micros(21))
+    workitem_env.process([resolved("b", 20, 25), fired("c", 40)])
+    states = sorted((i["state"], i["reopenCount"]) for i in workitem_env.items())
+    assert states == [(CLOSED, 1), (NEW, 0)]
+
+
+def _rule_alerts() -> list[dict[str, Any]]:
+    alerts = []
+    for n in range(12):
+        alerts += [fired(f"r{n}", n * 3), resolved(f"r{n}", n * 3, n * 3 + 2)]
+    return alerts
+
+
+def test_commits_past_100_operations_chain_transactions(
+    workitem_env: WorkItemEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workitem_env.configure(mode="rule", reopen=10)
+    alerts = _rule_alerts()
+    workitem_env.process(alerts)
+    expected = workitem_env.snapshot()
+    workitem_env.wipe()
+    monkeypatch.setattr(store, "MAX_TRANSACTION_OPS", 4)  # every commit needs several
+    workitem_env.process(alerts[::-1])
+    assert diff_snapshots(expected, workitem_env.snapshot()) == ""
+
+
+def test_an_interrupted_chained_commit_is_repaired_by_the_next_writer(
+    workitem_env: WorkItemEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workitem_env.configure(mode="rule", reopen=10)
+    alerts = _rule_alerts()
+    workitem_env.process(alerts)
+    expected = workitem_env.snapshot()
+    workitem_env.wipe()
+    monkeypatch.setattr(store, "MAX_TRANSACTION_OPS", 4)
+    real = store.WorkItemStore._submit
+    calls = {"n": 0}
+
+    def crash_sometimes(self: store.WorkItemStore, name: str, ops: list[Any]) -> Any:
+        calls["n"] += 1
+        if (
+            name == table_keys.WORKITEMS_TABLE
+            and calls["n"] % 7 == 0
+            and ops[0][0] == "update"
+            and ops[0][2]["mode"].value == "merge"
+        ):
+            raise RuntimeError("process died between two transactions of one commit")
+        return real(self, name, ops)
+
+    monkeypatch.setattr(store.WorkItemStore, "_submit", crash_sometimes)
+    for n, alert in enumerate(alerts[::-1]):
+        for _attempt in range(5):  # the host redelivers the message
+            try:
+                workitem_env.process([alert])
+                break
+            except RuntimeError:
+                continue
+        else:
+            pytest.fail(f"alert {n} never succeeded")
+    monkeypatch.setattr(store.WorkItemStore, "_submit", real)
+    workitem_env.process([af.redelivered(alerts[0])])  # a duplicate still finishes repairs
+    roots = [v for (t, _, rk), v in workitem_env.snapshot().items() if rk.startswith("g|")]
+    assert roots
+    assert not any(r["dirty"] for r in roots)
+    assert diff_snapshots(expected, workitem_env.snapshot()) == ""
+
+
+def test_a_policy_change_rebuilds_the_group_rows(workitem_env: WorkItemEnv) -> None:
+    alerts = [fired("a", 0), resolved("a", 0, 5), fired("b", 30), resolved("b", 30, 35)]
+    workitem_env.configure(mode="rule", reopen=60)
+    workitem_env.process(alerts[:3])
+    assert len(workitem_env.items()) == 1
+    workitem_env.configure(mode="rule", reopen=10)
+    workitem_env.process(alerts[3:])
+    after_change = workitem_env.snapshot()
+    workitem_env.wipe()
+    workitem_env.process(alerts)
+    assert len(workitem_env.items()) == 2
+    assert diff_snapshots(workitem_env.snapshot(), after_change) == ""
+
+
+@pytest.mark.parametrize("serialized", [True, False], ids=["one-instance", "many-instances"])
+def test_concurrent_writers_on_one_group_lose_nothing(
+    workitem_env: WorkItemEnv, monkeypatch: pytest.MonkeyPatch, serialized: bool
+) -> None:
+    # Without the in-process lock, threads race like separate instances: ETags decide.
+    monkeypatch.setattr(store, "SERIALIZE_GROUPS_IN_PROCESS", serialized)
+    workitem_env.configure(mode="rule", reopen=600)
+    n = 30 if serialized else 12
+    alerts = [fired(f"c{i}", i) for i in range(n)] + [
+        resolved(f"c{i}", i, 50 + i) for i in range(n)
+    ]
+    with ThreadPoolExecutor(16 if serialized else 8) as pool:
+        list(pool.map(lambda a: workitem_env.process([a]), alerts))
+    concurrent = workitem_env.snapshot()
+    (item,) = workitem_env.items()
+    assert (item["occurrences"], item["state"]) == (n, STATE_RESOLVED)
+    workitem_env.wipe()
+    workitem_env.process(alerts)
+    assert diff_snapshots(workitem_env.snapshot(), concurrent) == ""
+
+
+def test_request_budget_per_event(workitem_env: WorkItemEnv) -> None:
+    s, counter = counted_store(workitem_env.connection_string)
+    cis = [f"vm-{n}" for n in range(3)]
+    apply(s, fired("warmup", 0, cis=["warm"]))  # tables exist
+    counter.take()
+    apply(s, fired("a", 0, cis=cis))
+    assert counter.take() <= 2 + len(cis)
+    apply(s, af.redelivered(fired("a", 0, cis=cis)))
+    assert counter.take() <= 1
+    apply(s, resolved("a", 0, 7, cis=cis))
+    assert counter.take() <= 2 + len(cis)
+
+
+def test_hot_ci_is_written_about_once_a_minute(workitem_env: WorkItemEnv) -> None:
+    s, counter = counted_store(workitem_env.connection_string, Policy(reopen_window=60 * MINUTE))
+    apply(s, fired("first", 0, cis=["hot"]))
+    counter.take()
+    for n in range(20):  # new alerts (new groups) on the same CI in the same minute
+        apply(s, fired(f"n{n}", 0.01 * n, cis=["hot"]))
+    # per alert: root read + group binding in the CI's partition + group commit
+    assert counter.take() == 20 * 3, counter.requests
+
+
+def test_a_long_lived_group_is_compacted_and_its_old_items_kept(
+    workitem_env: WorkItemEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared import workitems
+
+    monkeypatch.setattr(workitems, "MAX_GROUP_EVENTS", 10)
+    workitem_env.configure(mode="rule", reopen=5)
+    alerts = []
+    for n in range(15):  # 15 separate items of one rule and CI set
+        alerts += [fired(f"k{n}", n * 30), resolved(f"k{n}", n * 30, n * 30 + 2)]
+    workitem_env.process(alerts)
+    items = workitem_env.items()
+    assert len(items) == 15
+    assert {i["state"] for i in items} == {STATE_RESOLVED}
+    roots = [v for (_, _, rk), v in workitem_env.snapshot().items() if rk.startswith("g|")]
+    assert len(roots) == 1
+    assert roots[0]["eventCount"] <= 10
+    for item in items:  # archived or not, every item keeps its timeline
+        assert [h["effect"] for h in workitem_env.history(item["id"])] == ["created", "resolved"]
+    workitem_env.process([fired("too-late", 1)])  # older than the archived items: ignored
+    assert len(workitem_env.items()) == 15
+    workitem_env.process([fired("new", 15 * 30)])
+    assert len(workitem_env.items()) == 16
