@@ -85,7 +85,7 @@ def _blob_name(envelope_bytes: bytes, received_at: datetime) -> tuple[str, str]:
 
 def _upload(settings: StorageSettings, data: bytes, received_at: datetime) -> PayloadRef:
     name, digest = _blob_name(data, received_at)
-    blob = storage.blob_service(settings).get_blob_client(CLAIM_CHECK_CONTAINER, name)
+    blob = storage.blob_client(settings, CLAIM_CHECK_CONTAINER, name)
     content = ContentSettings(content_type="application/json")
     try:
         blob.upload_blob(data, overwrite=True, content_settings=content)
@@ -169,7 +169,7 @@ def decode(settings: StorageSettings, text: str) -> QueuedAlert:
     ref: PayloadRef | None = None
     if "claimCheck" in message:
         ref = _parse_ref(message["claimCheck"])
-        blob = storage.blob_service(settings).get_blob_client(ref.container, ref.blob)
+        blob = storage.blob_client(settings, ref.container, ref.blob)
         try:
             data = blob.download_blob().readall()
         except ResourceNotFoundError:

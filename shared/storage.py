@@ -17,7 +17,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobClient, BlobServiceClient
 from azure.storage.blob import LinearRetry as BlobRetry
 from azure.storage.queue import LinearRetry as QueueRetry
 from azure.storage.queue import QueueClient
@@ -110,4 +110,26 @@ def blob_service(settings: StorageSettings) -> BlobServiceClient:
     assert settings.blob_service_uri
     return BlobServiceClient(
         settings.blob_service_uri, credential=credential(settings), **_blob_options()
+    )
+
+
+@cache
+def _blob_client_options(settings: StorageSettings) -> dict[str, Any]:
+    return _blob_options()  # one transport (connection pool) for every per-blob client
+
+
+def blob_client(settings: StorageSettings, container: str, name: str) -> BlobClient:
+    """A client for one blob, built on its own pipeline over a shared connection pool.
+
+    Deriving it from the shared service client (get_blob_client) would re-link that
+    client's pipeline policies while other threads have requests in flight through them.
+    """
+    options = _blob_client_options(settings)
+    if settings.connection_string:
+        return BlobClient.from_connection_string(
+            settings.connection_string, container, name, **options
+        )
+    assert settings.blob_service_uri
+    return BlobClient(
+        settings.blob_service_uri, container, name, credential=credential(settings), **options
     )

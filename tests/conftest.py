@@ -13,7 +13,7 @@ from azure.storage.queue import QueueServiceClient
 from tests.azurite import Azurite
 from tests.harness import FunctionsHost
 
-pytest_plugins = ["tests.auth_fixtures"]
+pytest_plugins = ["tests.auth_fixtures", "tests.workitem_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -324,6 +324,7 @@ def clear_client_caches() -> None:
         storage.queue_client,
         storage.table_service,
         storage.blob_service,
+        storage._blob_client_options,
         storage.credential,
     ):
         factory.cache_clear()

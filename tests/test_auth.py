@@ -68,7 +68,6 @@ from tests.tokens import (
 
 # The fixtures live in tests/auth_fixtures.py for reuse; this registers them even before
 # conftest.py does (registering a plugin twice is harmless).
-pytest_plugins = ["tests.auth_fixtures"]
 
 # --------------------------------------------------------------------------- the table
 

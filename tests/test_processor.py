@@ -18,8 +18,6 @@ from tests import alert_factory as af
 from tests.alert_factory import fired, resolved
 from tests.workitem_fixtures import WorkItemEnv, diff_snapshots
 
-pytest_plugins = ("tests.workitem_fixtures",)
-
 
 def poison_messages(env: WorkItemEnv) -> list[str]:
     client = QueueClient.from_connection_string(env.connection_string, POISON_QUEUE)

@@ -16,8 +16,6 @@ from tests import alert_factory as af
 from tests.alert_factory import fired, resolved, resource_health, service_health
 from tests.workitem_fixtures import WorkItemEnv
 
-pytest_plugins = ("tests.workitem_fixtures",)
-
 
 def run(env: WorkItemEnv, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     env.enqueue(alerts)

@@ -26,8 +26,6 @@ from tests.workitem_fixtures import WorkItemEnv, diff_snapshots
 
 OTHER_VM = af.VM.replace("vm-web-01", "vm-web-02")
 
-pytest_plugins = ("tests.workitem_fixtures",)
-
 
 @dataclass(frozen=True)
 class Scenario:

@@ -126,9 +126,6 @@ class WorkItemEnv:
     def host(self, **queues: Any) -> FunctionsHost:
         import function_app
 
-        # FunctionApp.get_functions() refuses to run twice on one app (it remembers the
-        # names it validated); the harness calls it once per host.
-        function_app.app.functions_bindings = {}
         path = host_json(self.tmp_path, **queues) if queues else REPO / "host.json"
         return FunctionsHost(function_app.app, self.connection_string, host_json=path)
 
