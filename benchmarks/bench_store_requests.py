@@ -62,7 +62,7 @@ def main() -> int:
     server.start()
     requests = Requests()
     try:
-        os.environ["AZUREWEBJOBSSTORAGE"] = server.connection_string
+        os.environ.update({"AzureWebJobsStorage": server.connection_string})
         os.environ.setdefault("AAD_TENANT_IDS", af.TENANT)
         os.environ.setdefault("AAD_AUDIENCES", "api://bench")
         tables = TableServiceClient.from_connection_string(
