@@ -4,9 +4,12 @@
 
 Each event goes through the real processor (shared.processor.handle) with the storage
 clients instrumented by a `raw_request_hook` (counted here, not in product code).
-Budgets, in table requests: a Fired that creates an item with k CIs <= 2 + k; a duplicate
-<= 1; a Resolved of an existing item with k CIs <= 2 + k. Blob requests are reported
-beside them (the raw payload pointer: one upload per new event that arrived inline).
+Budgets, in table requests: a Fired that creates an item with k CIs <= 2 + k, plus 2 + k
+index rows for the work item API (open, month, one per CI) and k CMDB name rows for CIs the
+process has never seen; a duplicate <= 1; a Resolved of an existing item with k CIs
+<= 2 + k, plus 3 index requests (the open row touched and deleted, the month row flagged).
+Blob requests are reported beside them (the raw payload pointer: one upload per new event
+that arrived inline).
 Exits 1 when a budget is missed.
 """
 
@@ -89,13 +92,26 @@ def main() -> int:
             serial += k
             name = f"k{k}"
             first = af.fired(name, 0, cis=cis)
-            rows.append((f"Fired, new item, {k} new CI(s)", *handle(first)[:2], 2 + k, []))
+            # + the work item API's index rows (open, month, one per CI; docs/data-model.md)
+            # and, for a CI this process has never seen, its CMDB name row
+            index_new = 2 + k
+            rows.append(
+                (f"Fired, new item, {k} new CI(s)", *handle(first)[:2], 2 + k + index_new + k, [])
+            )
             rows.append(("duplicate of it", *handle(af.redelivered(first))[:2], 1, []))
             resolved = af.resolved(name, 0, 7, cis=cis)  # a later minute: lastSeen moves
-            rows.append((f"Resolved, existing item, {k} CI(s)", *handle(resolved)[:2], 2 + k, []))
+            # + the open row touched before and deleted after the commit, the month row flagged
+            rows.append(
+                (f"Resolved, existing item, {k} CI(s)", *handle(resolved)[:2], 2 + k + 3, [])
+            )
             other = af.fired(f"{name}-again", 8, cis=cis)
             rows.append(
-                (f"Fired, new item, {k} known CI(s), warm cache", *handle(other)[:2], 2 + k, [])
+                (
+                    f"Fired, new item, {k} known CI(s), warm cache",
+                    *handle(other)[:2],
+                    2 + k + index_new,
+                    [],
+                )
             )
             store.clear_caches()
             cold = af.fired(f"{name}-cold", 9, cis=cis)
@@ -119,7 +135,7 @@ def main() -> int:
                 [],
             )
         )
-        rows.append(
+        rows.append(  # the item stays open (r2 still fires): no index row changes
             (
                 "rule mode: Resolved of one of its alerts",
                 *handle(af.resolved("r1", 0, 0.7, cis=cis))[:2],

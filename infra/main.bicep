@@ -74,11 +74,11 @@ var queueNames = [
   alertsQueueName
   '${alertsQueueName}-poison'
 ]
+// shared/table_keys.py WORKITEMS_TABLE, CMDB_TABLE and shared/workitem_index.py INDEX_TABLE
 var tableNames = [
   'workitems'
   'cmdb'
-  'bindings'
-  'history'
+  'workitemindex'
 ]
 var claimCheckContainerName = 'alert-payloads'
 var deploymentContainerName = 'app-package'

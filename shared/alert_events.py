@@ -92,6 +92,7 @@ class Event:
     assignment_group: str | None
     marker: str | None  # Service Health stage / Resource Health status
     cis: tuple[Ci, ...]
+    rules: tuple[str, ...] = ()  # hashes of the rule key and the rule name (work item index)
 
     @property
     def seen_time(self) -> int | None:
@@ -296,4 +297,18 @@ def event_from_alert(alert: Mapping[str, Any], default_mode: str) -> Event:
         assignment_group=assignment[:MAX_ASSIGNMENT_GROUP] if assignment else None,
         marker=marker,
         cis=cis,
+        rules=rule_hashes(alert),
     )
+
+
+RULE_HASH_CHARS = 16
+
+
+def rule_hashes(alert: Mapping[str, Any]) -> tuple[str, ...]:
+    """What `GET /api/workitems?rule=` matches: the rule key (id, else name, lowercase) and
+    the rule's name, each hashed (shared.workitem_index.rule_hash is the same function)."""
+    texts = {rule_key(alert)}
+    name = _text(alert.get("alertRule"))
+    if name is not None:
+        texts.add(name.lower())
+    return tuple(sorted(table_keys.digest(t, RULE_HASH_CHARS) for t in texts))

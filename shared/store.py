@@ -21,23 +21,34 @@ import logging
 import random
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Generic, TypeVar
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from shared import storage, table_batch, table_keys, workitem_rows
+from shared import storage, table_batch, table_keys, workitem_index, workitem_rows
 from shared.alert_events import Ci, Event, GroupKey, iso, to_micros
 from shared.config import Settings, StorageSettings
 from shared.entity_props import SHORT_LIMIT, join_chunks, split_chunks, truncated
+from shared.workitem_index import INDEX_TABLE, IndexView, ItemFilter
 from shared.workitem_rows import CREATE, DELETE, MERGE, Props, RowOp
 from shared.workitems import (
+    NEW,
     STATES,
+    TRANSITIONS,
     CiSeen,
     Derived,
     GroupState,
@@ -87,6 +98,29 @@ class ItemNotFound(Exception):
 class PreconditionFailed(Exception):
     """The caller's ETag no longer matches the work item (someone changed it)."""
 
+    def __init__(self, item_id: str, etag: str = "") -> None:
+        super().__init__(item_id)
+        self.etag = etag  # the item's current ETag
+
+
+class InvalidTransition(Exception):
+    """A person asked for a state the item cannot go to from where it is."""
+
+    def __init__(self, item_id: str, current: str, requested: str, allowed: Sequence[str]):
+        super().__init__(f"{item_id}: {current} -> {requested}")
+        self.current = current
+        self.requested = requested
+        self.allowed = tuple(allowed)
+
+    def describe(self) -> str:
+        if not self.allowed:
+            return "be changed: it is archived (its group outgrew the root; see docs/data-model.md)"
+        if self.requested == NEW:
+            return "be reopened: only Resolved and Closed items can"
+        if self.requested == self.current:
+            return f"go to {self.requested}: it is {self.current} already"
+        return f"go to {self.requested}"
+
 
 class _Conflict(Exception):
     """The root changed under us (412) or was created meanwhile (409): re-read, retry."""
@@ -110,6 +144,16 @@ class _Root:
     etag: str | None  # None: the root does not exist yet
     dirty: bool  # a multi-transaction commit has not finished writing its rows
     policy: str
+    seq: int = 0  # commits of this group so far: index rows carry the one that wrote them
+
+
+@dataclass
+class Page:
+    """One page of a listing: the entities, where the next page starts, what it cost."""
+
+    items: list[Any]
+    after: str | None  # position for the next page; None: this was the last
+    stats: Counter[str] = field(default_factory=Counter)
 
 
 def _now() -> str:
@@ -169,6 +213,7 @@ def clear_caches() -> None:
     """Forget remembered entities (after deleting tables or rows behind the app's back)."""
     _CI_CACHE.clear()
     _ROOT_CACHE.clear()
+    _MONTHS.clear()
 
 
 class _KeyedLocks:
@@ -209,7 +254,8 @@ def _table_clients(service: TableServiceClient) -> dict[str, TableClient]:
     with _CLIENTS_LOCK:
         known = _CLIENTS.get(id(service))
         if known is None or known[0] is not service:
-            known = (service, {name: service.get_table_client(name) for name in table_keys.TABLES})
+            names = (*table_keys.TABLES, INDEX_TABLE)
+            known = (service, {name: service.get_table_client(name) for name in names})
             _CLIENTS[id(service)] = known
         return known[1]
 
@@ -289,9 +335,10 @@ class WorkItemStore:
     def _forget_root(self, group: GroupKey) -> None:
         _ROOT_CACHE.put(self._root_key(group), None)
 
-    def _root_entity(self, state: GroupState, dirty: bool) -> Props:
+    def _root_entity(self, state: GroupState, dirty: bool, seq: int) -> Props:
         group = state.group
         return {
+            "seq": seq,
             "PartitionKey": group.partition,
             "RowKey": table_keys.root_row(group.hash),
             "groupHash": group.hash,
@@ -327,6 +374,7 @@ class WorkItemStore:
         event_facts: Props | None = None
         repair = False
         broken = 0
+        index = _IndexWrites()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             # The root this process committed last saves a read, unless the event is in it
             # already: a duplicate is confirmed by the table, never by a cache.
@@ -360,8 +408,12 @@ class WorkItemStore:
             old = derive(root.state, self.policy)
             ops = self._plan(group, old, new, event, event_facts)
             self._touch_cis(group, root.state, event)
+            seq = root.seq + 1
+            plan = _index_plan(old, new, merged)
+            ops = _with_index_seq(ops, plan.changed, seq)
+            self._index_before(plan, seq, index)
             try:
-                etag = self._write_group(merged, root.etag, ops)
+                etag = self._write_group(merged, root.etag, ops, seq)
             except _Conflict:
                 self._forget_root(group)
                 _backoff(attempt)
@@ -378,7 +430,8 @@ class WorkItemStore:
                 )
                 repair = True
                 continue
-            self._remember_root(_Root(merged, etag, False, self.policy.fingerprint()))
+            self._remember_root(_Root(merged, etag, False, self.policy.fingerprint(), seq))
+            self._index_after(plan, index)
             return ApplyResult("applied", group, items, attempt)
         raise ContentionError(f"group {group.key[:200]}: {MAX_ATTEMPTS} conflicting attempts")
 
@@ -430,7 +483,9 @@ class WorkItemStore:
             return {}
         return dict(entity)
 
-    def _write_group(self, state: GroupState, etag: str | None, ops: list[RowOp]) -> str | None:
+    def _write_group(
+        self, state: GroupState, etag: str | None, ops: list[RowOp], seq: int = 0
+    ) -> str | None:
         """Commit the root and `ops` atomically; past 100 operations, in chained transactions.
 
         Each later transaction also updates the root conditionally, and the root says
@@ -445,7 +500,7 @@ class WorkItemStore:
         for n, chunk in enumerate(chunks):
             dirty = n < len(chunks) - 1
             if n == 0:
-                root = self._root_entity(state, dirty)
+                root = self._root_entity(state, dirty, seq)
                 if etag is None:
                     root_op: tuple[Any, ...] = ("create", root)
                 else:
@@ -520,14 +575,340 @@ class WorkItemStore:
                     op = RowOp(op.action, op.row_key, {**op.props, **facts})
             ops.append(op)
         log.warning("repairing group %s: %d row operations", group.key[:200], len(ops))
+        old_views = [
+            v
+            for rk, entity in actual.items()
+            if rk.startswith(table_keys.ITEM_PREFIX)
+            for v in [workitem_index.view_of_entity(entity)]
+            if v is not None
+        ]
+        plan = _IndexPlan.of(old_views, _index_views(derived))
+        seq = root.seq + 1
+        ops = _with_index_seq(ops, plan.changed, seq)
+        index = _IndexWrites()
+        self._index_before(plan, seq, index)
         try:
-            self._write_group(root.state, root.etag, ops)
+            self._write_group(root.state, root.etag, ops, seq)
         except (_Conflict, _Broken) as exc:
             log.warning(
                 "repair of group %s interrupted (%s); the next attempt retries",
                 group.key[:200],
                 exc,
             )
+            return
+        self._index_after(plan, index)
+
+    # -- indexes for the work item API (docs/data-model.md, "Indexes") ------------------
+
+    def _index_before(self, plan: _IndexPlan, seq: int, writes: _IndexWrites) -> None:
+        """Before a group commit: every index row the new state needs, widened (MERGE).
+
+        Rows the commit will make obsolete are only touched (their ETag is what lets the
+        cleanup after the commit delete them without racing a later writer). Widening is
+        always safe: a row then matches the old and the new state, so no reader misses the
+        item whether or not the commit happens. Raises AzureError: nothing is committed.
+        """
+        ops: list[tuple[str, workitem_index.Key, Props]] = []
+        for key, props in plan.new.items():
+            old = plan.old.get(key)
+            if workitem_index.widens(old, props) or workitem_index.narrows(old, props):
+                ops.append(("upsert", key, {**props, "seq": seq}))
+        for key in plan.gone:
+            ops.append(("touch", key, {"seq": seq}))
+        writes.start_attempt(seq)
+        for key, etag in _parallel(self._index_write, ops):
+            if etag is not None:
+                writes.etags[key] = etag
+        self._register_months(workitem_index.month_rows_of(plan.new))
+
+    def _index_write(self, op: tuple[str, workitem_index.Key, Props]) -> tuple[Any, str | None]:
+        action, (pk, rk), props = op
+        entity = {"PartitionKey": pk, "RowKey": rk, **props}
+
+        def write(t: TableClient) -> Mapping[str, Any] | None:
+            if action == "upsert":
+                return t.upsert_entity(entity, mode=UpdateMode.MERGE)
+            try:
+                return t.update_entity(entity, mode=UpdateMode.MERGE)
+            except ResourceNotFoundError as exc:
+                if _is_table_missing(exc):
+                    raise
+                return None  # already gone: nothing to clean up
+
+        result = _retrying(lambda: self._call(INDEX_TABLE, write))
+        return (pk, rk), None if result is None else str(result.get("etag"))
+
+    def _index_after(self, plan: _IndexPlan, writes: _IndexWrites) -> None:
+        """After a group commit: delete the rows it made obsolete, narrow the open rows.
+
+        Each is conditional on the ETag from our own write before the commit: if anyone
+        wrote the row since (a later commit widening it again), ours fails and the row stays
+        as they left it. Failures are logged, not raised: the event is durable, and readers
+        skip (and repair) a stale row.
+        """
+        ops: list[tuple[str, workitem_index.Key, Props, str]] = []
+        for key, etag in writes.etags.items():
+            props = plan.new.get(key)
+            if props is None:
+                ops.append(("delete", key, {}, etag))
+            elif key[0] == workitem_index.OPEN_PARTITION and (
+                workitem_index.narrows(plan.old.get(key), props) or key in writes.earlier
+            ):
+                ops.append(("replace", key, {**props, "seq": writes.seq}, etag))
+        for failure in _parallel(self._index_cleanup, ops):
+            if failure:
+                log.info("index cleanup skipped: %s", failure)
+
+    def _index_cleanup(self, op: tuple[str, workitem_index.Key, Props, str]) -> str:
+        action, (pk, rk), props, etag = op
+        try:
+            if action == "delete":
+                self._delete_if(pk, rk, etag)
+            else:
+                self._replace_if({"PartitionKey": pk, "RowKey": rk, **props}, etag)
+        except HttpResponseError as exc:  # 412: someone wrote it since; 404: gone already
+            return f"{action} {pk}/{rk}: {exc.status_code}"
+        except AzureError as exc:
+            return f"{action} {pk}/{rk}: {exc}"
+        return ""
+
+    def _delete_if(self, pk: str, rk: str, etag: str) -> None:
+        self._call(
+            INDEX_TABLE,
+            lambda t: t.delete_entity(
+                pk, rk, etag=etag, match_condition=MatchConditions.IfNotModified
+            ),
+        )
+
+    def _replace_if(self, entity: Props, etag: str) -> None:
+        self._call(
+            INDEX_TABLE,
+            lambda t: t.update_entity(
+                entity,
+                mode=UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            ),
+        )
+
+    def _register_months(self, months: Iterable[str]) -> None:
+        """The months partitions hold items of (listing by month walks only those)."""
+        for month in sorted(months):
+            key = (self._account, month)
+            if key in _MONTHS:
+                continue
+            entity = {"PartitionKey": workitem_index.MONTHS_PARTITION, "RowKey": month}
+            self._call(
+                INDEX_TABLE,
+                lambda t, e=entity: t.upsert_entity(e, mode=UpdateMode.REPLACE),  # type: ignore[misc]
+            )
+            _MONTHS.add(key)
+
+    def _months(self) -> list[str]:
+        rows = self._query(INDEX_TABLE, f"PartitionKey eq '{workitem_index.MONTHS_PARTITION}'")
+        return [str(r["RowKey"]) for r in rows if workitem_index.is_month(str(r["RowKey"]))]
+
+    def _query_rows(self, name: str, flt: str, need: int) -> tuple[list[Any], bool, int]:
+        """Up to `need` entities matching `flt` in key order, whether more may follow, and
+        the requests it took (the service may answer a filtered query in short pages)."""
+
+        def run(t: TableClient) -> tuple[list[Any], bool, int]:
+            out: list[Any] = []
+            token: Any = None
+            requests = 0
+            while True:
+                pager: Any = t.query_entities(flt, results_per_page=need - len(out)).by_page(
+                    continuation_token=token
+                )
+                out.extend(next(pager, []))
+                requests += 1
+                token = pager.continuation_token
+                if token is None or len(out) >= need:
+                    return out[:need], token is not None or len(out) > need, requests
+
+        return self._call(name, run)
+
+    def list_items(self, flt: ItemFilter, top: int, after: str | None) -> Page:
+        """Work items matching `flt`, newest fired first, from the indexes (never a scan).
+
+        Open items come from the `open` partition, the items of one CI from its partition,
+        anything else from the months' partitions, newest month first. The server filters
+        on the rows' flags; every hit is then confirmed by a point read of the item, and
+        the whole filter applied to what the item says: a stale row costs a read, never a
+        wrong answer (and is repaired when that is safe).
+        """
+        now = int(time.time() * 1_000_000)
+        stats: Counter[str] = Counter()
+        if flt.open_only:
+            streams = [(workitem_index.OPEN_PARTITION, "open")]
+        elif flt.ci is not None:
+            streams = [(workitem_index.ci_partition_key(flt.ci), "ci")]
+        else:
+            months = self._months()
+            stats["requests"] += 1
+            streams = [
+                (workitem_index.month_partition(m), "month")
+                for m in workitem_index.months_between(months, flt, after)
+            ]
+        found: list[Any] = []
+        position = after
+        more = False
+        stale: list[tuple[Any, Any]] = []
+        for n, (pk, kind) in enumerate(streams):
+            more_here = False
+            while len(found) < top:
+                clauses = [f"PartitionKey eq '{pk}'"]
+                clauses += [c for c in (workitem_index.key_range(flt, position),) if c]
+                server = workitem_index.server_filter(flt, stream=kind)
+                clauses += [server] if server else []
+                rows, more_here, requests = self._query_rows(
+                    INDEX_TABLE, " and ".join(clauses), top - len(found)
+                )
+                stats["requests"] += requests
+                stats["index_rows"] += len(rows)
+                if not rows:
+                    break
+                items = self._read_items([str(r.get("itemId") or "") for r in rows])
+                stats["requests"] += len(rows)
+                stats["items_read"] += sum(1 for i in items if i is not None)
+                for row, item in zip(rows, items, strict=True):
+                    position = str(row["RowKey"])
+                    if _index_row_holds(row, item) and flt.matches(item, now):
+                        found.append(item)
+                    else:
+                        stale.append((row, item))
+                if not more_here:
+                    break
+            if len(found) >= top:
+                more = more_here or n < len(streams) - 1
+                break
+        if stale:
+            stats["stale_rows"] += len(stale)
+            stats["repairs"] += sum(1 for done in _parallel(self._repair_index_row, stale) if done)
+        return Page(found, position if more else None, stats)
+
+    def _read_items(self, item_ids: Sequence[str]) -> list[Any]:
+        def read(item_id: str) -> tuple[str, Any]:
+            if not table_keys.is_item_id(item_id):
+                return item_id, None
+            return item_id, self.get_item(item_id)
+
+        return [item for _, item in _parallel(read, list(item_ids))]
+
+    def _repair_index_row(self, hit: tuple[Any, Any]) -> bool:
+        """Fix an index row a reader found stale, when that cannot race a writer.
+
+        A writer stamps the rows it widens with its commit's `seq` before committing, and
+        the item with `indexSeq` in the commit. A row whose seq is not above the item's
+        indexSeq was written by a commit that is done (or failed for good): the item's
+        current rows are known, so the row can be deleted or narrowed, conditionally on
+        the ETag the reader saw (a writer touching it since wins). Other rows (a missing
+        item, a higher seq) come from a commit that failed or is still in flight: they are
+        left alone until they are older than STALE_INDEX_GRACE_SECONDS, far longer than a
+        commit takes (its requests time out in seconds).
+        """
+        row, item = hit
+        pk, rk = str(row["PartitionKey"]), str(row["RowKey"])
+        etag = str(row.metadata.get("etag") or "")
+        if not etag:
+            return False
+        seq = _int(row.get("seq"))
+        written = row.metadata.get("timestamp")
+        old = written is not None and time.time() - written.timestamp() > STALE_INDEX_GRACE_SECONDS
+        try:
+            if item is None:
+                if not old:
+                    return False  # a commit creating the item may be in flight
+                self._delete_if(pk, rk, etag)
+                return True
+            if seq > _int(item.get("indexSeq")) and not old:
+                return False  # written by a commit that may still land: leave it
+            view = workitem_index.view_of_entity(item)
+            if view is None:
+                return False
+            wanted = workitem_index.rows(view).get((pk, rk))
+            if not _index_row_holds(row, item):
+                self._delete_if(pk, rk, etag)
+                return True
+            if pk == workitem_index.OPEN_PARTITION and not view.cis_complete:
+                return False  # its CI list was truncated: the flags cannot be rebuilt here
+            if wanted is None or not workitem_index.narrows(dict(row), wanted):
+                return False
+            self._replace_if({"PartitionKey": pk, "RowKey": rk, **wanted, "seq": seq}, etag)
+            return True
+        except AzureError as exc:
+            log.info("index row %s/%s not repaired: %s", pk, rk, exc)
+            return False
+
+    # -- the CMDB for the API ------------------------------------------------------------
+
+    def ci_entity(self, ci_partition: str) -> Any | None:
+        """The CMDB entity of a CI by its hash (its id without `CI-`), or None."""
+        return self._get(table_keys.CMDB_TABLE, ci_partition, table_keys.CI_ROW)
+
+    def search_cis(
+        self,
+        query: str | None,
+        resource_type: str | None,
+        subscription: str | None,
+        top: int,
+        after: str | None,
+    ) -> Page:
+        """CIs by name prefix (or one ARM resource id), type and subscription, by name."""
+        stats: Counter[str] = Counter()
+        if query is not None and query.lower().startswith("/subscriptions/"):
+            entity = self.get_ci(query.lower())
+            stats["requests"] += 1
+            hits = [entity] if entity is not None and after is None else []
+            hits = [
+                e
+                for e in hits
+                if (resource_type is None or str(e.get("resourceType")).lower() == resource_type)
+                and (subscription is None or str(e.get("subscriptionId")).lower() == subscription)
+            ]
+            return Page(hits, None, stats)
+        clauses = [f"PartitionKey eq '{workitem_index.CI_NAMES_PARTITION}'"]
+        prefix = workitem_index.name_prefix_range(query or "")
+        clauses += [prefix] if prefix else []
+        if resource_type is not None:
+            clauses.append(f"resourceType eq '{workitem_index.quote(resource_type)}'")
+        if subscription is not None:
+            clauses.append(f"subscriptionId eq '{workitem_index.quote(subscription)}'")
+        if after is not None:
+            clauses.append(f"RowKey gt '{workitem_index.quote(after)}'")
+        rows, more, requests = self._query_rows(INDEX_TABLE, " and ".join(clauses), top)
+        stats["requests"] += requests + len(rows)
+        stats["index_rows"] += len(rows)
+
+        def read(row: Any) -> tuple[Any, Any]:
+            return row, self.ci_entity(str(row.get("ci") or ""))
+
+        found = [e for _, e in _parallel(read, rows) if e is not None]
+        stats["items_read"] += len(found)
+        return Page(found, str(rows[-1]["RowKey"]) if more and rows else None, stats)
+
+    def ci_hashes_named(self, name: str, limit: int = 20) -> list[str]:
+        """The CIs whose name is `name` (case-insensitive), from the name index."""
+        key = workitem_index.name_key(name)
+        if not key:
+            return []
+        flt = (
+            f"PartitionKey eq '{workitem_index.CI_NAMES_PARTITION}' and "
+            f"RowKey gt '{workitem_index.quote(key)}|' and "
+            f"RowKey lt '{workitem_index.quote(key)}}}'"
+        )
+        rows, _more, _requests = self._query_rows(INDEX_TABLE, flt, limit)
+        return sorted({str(r["ci"]) for r in rows if r.get("ci")})
+
+    def _write_ci_name(self, ci: Ci, pk: str) -> None:
+        """The CI's row in the name index (immutable: blind upserts agree)."""
+        name = str(ci.data.get("name") or ci.display)
+        entity = {
+            "PartitionKey": workitem_index.CI_NAMES_PARTITION,
+            "RowKey": workitem_index.ci_name_row(name, pk),
+            **workitem_index.ci_name_props(ci.data, ci.key, ci.display),
+        }
+        self._call(INDEX_TABLE, lambda t: t.upsert_entity(entity, mode=UpdateMode.REPLACE))
 
     # -- CMDB ---------------------------------------------------------------------------
 
@@ -592,6 +973,10 @@ class WorkItemStore:
                 ops.append(("upsert", row, {"mode": UpdateMode.REPLACE}))
             if not ops:
                 return
+            if cached is None and write_row and _attempt == 0:
+                # A CI this process does not know: make sure the name index has it
+                # (immutable, idempotent; before the CI exists, so a search never misses it).
+                self._write_ci_name(ci, pk)
             try:
                 result = self._submit(table_keys.CMDB_TABLE, ops)
             except HttpResponseError as exc:
@@ -702,47 +1087,84 @@ class WorkItemStore:
     ) -> Any:
         """A person's state change, conditional on the item's ETag when `if_match` is given.
 
-        Raises ItemNotFound, PreconditionFailed, ValueError (unknown state).
+        No transition rules (update_item applies them). Raises ItemNotFound,
+        PreconditionFailed, ValueError (unknown state).
         """
         if state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}")
+        return self.update_item(
+            item_id,
+            Change(state=state, note=note),
+            Actor(by),
+            if_match=None if if_match is None else (if_match,),
+            at=at,
+            check_transition=False,
+        )
+
+    def update_item(
+        self,
+        item_id: str,
+        change: Change,
+        actor: Actor,
+        *,
+        if_match: Sequence[str] | None = None,
+        at: int | None = None,
+        check_transition: bool = True,
+    ) -> Any:
+        """A person's change to a work item: all of it, in one conditional write, or nothing.
+
+        `if_match`: the item ETags the caller accepts (None: any). The check is airtight:
+        the item is read again after its group root, and the write is conditional on that
+        root, so nothing can change the item between the check and the write. Raises
+        ItemNotFound, PreconditionFailed (with the current ETag), InvalidTransition.
+        """
         item_id = table_keys.normalize_item_id(item_id)
         when = at if at is not None else int(time.time() * 1_000_000)
+        index = _IndexWrites()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             item = self.get_item(item_id)
             if item is None:
                 raise ItemNotFound(item_id)
-            if if_match is not None and item.metadata["etag"] != if_match:
-                raise PreconditionFailed(item_id)
             root = self._root_for(item)
             group = root.state.group
             if root.dirty or root.policy != self.policy.fingerprint():
                 self._repair(root)
                 continue
-            overlay = Overlay(
-                id="M"
-                + table_keys.digest(
-                    f"{item_id}|{state}|{when}|{by}|{note}", table_keys.EVENT_CHARS - 1
-                ),
-                anchor=str(item["anchor"]),
-                item_id=item_id,
-                state=state,
-                at=when,
-                by=truncated(by, SHORT_LIMIT) or "",
-                note=truncated(note, SHORT_LIMIT * 4) or "",
-            )
+            if if_match is not None:
+                item = self.get_item(item_id)  # as of the root we will write conditionally
+                if item is None:
+                    raise ItemNotFound(item_id)
+                if item.metadata["etag"] not in if_match:
+                    raise PreconditionFailed(item_id, str(item.metadata["etag"]))
+            old = derive(root.state, self.policy)
+            view = old.items.get(item_id)
+            if view is None:  # archived (compaction): its rows are frozen for good
+                current = str(item.get("state"))
+                raise InvalidTransition(item_id, current, change.state or current, ())
+            if check_transition and change.state and change.state not in TRANSITIONS[view.state]:
+                raise InvalidTransition(item_id, view.state, change.state, TRANSITIONS[view.state])
+            overlay = _overlay(item_id, view.anchor, change, actor, when)
             updated = with_overlay(root.state, overlay)
-            old, new = derive(root.state, self.policy), derive(updated, self.policy)
+            new = derive(updated, self.policy)
             ops = workitem_rows.diff(
                 workitem_rows.group_rows(old, group), workitem_rows.group_rows(new, group)
             )
+            seq = root.seq + 1
+            plan = _index_plan(old, new, updated)
+            ops = _with_index_seq(ops, plan.changed, seq)
+            self._index_before(plan, seq, index)
             try:
-                self._write_group(updated, root.etag, ops)
+                self._write_group(updated, root.etag, ops, seq)
             except _Conflict:
                 _backoff(attempt)
                 continue
+            except _Broken as exc:
+                log.warning("work item %s: rows disagree with the root (%s)", item_id, exc)
+                self._repair(self._root_for(item))
+                continue
             finally:
                 self._forget_root(group)
+            self._index_after(plan, index)
             found = self.get_item(item_id)
             if found is None:
                 raise ItemNotFound(item_id)
@@ -759,10 +1181,207 @@ class WorkItemStore:
         return _root_of(entity)
 
 
+# -- manual changes -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a person changes (the work item API's PATCH), applied together or not at all."""
+
+    state: str = ""  # "" keeps the state; "New" reopens
+    note: str = ""
+    assignee: str | None = None  # None keeps it, "" clears it
+    assignment_group: str | None = None  # None keeps it, "" goes back to the alert's
+    priority: int | None = None  # None keeps it, 0 goes back to the alert's
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, as the history records it (from the verified token)."""
+
+    name: str  # shown in sentences: the user's upn, or "app <app id>"
+    type: str = ""  # "user" or "application"
+    oid: str = ""  # object id of the user or service principal
+    app_id: str = ""  # the client app the request came through
+
+
+MAX_NOTE = 4096
+
+
+def _overlay(item_id: str, anchor: str, change: Change, actor: Actor, when: int) -> Overlay:
+    fields = [
+        item_id,
+        change.state,
+        when,
+        actor.name,
+        actor.oid,
+        change.note,
+        change.assignee,
+        change.assignment_group,
+        change.priority,
+    ]
+    return Overlay(
+        id="M" + table_keys.digest(repr(fields), table_keys.EVENT_CHARS - 1),
+        anchor=anchor,
+        item_id=item_id,
+        state=change.state,
+        at=when,
+        by=truncated(actor.name, SHORT_LIMIT) or "",
+        note=truncated(change.note, MAX_NOTE) or "",
+        by_type=actor.type,
+        by_oid=actor.oid[:64],
+        by_app=actor.app_id[:64],
+        assignee=None if change.assignee is None else truncated(change.assignee, SHORT_LIMIT),
+        assignment_group=(
+            None
+            if change.assignment_group is None
+            else truncated(change.assignment_group, SHORT_LIMIT)
+        ),
+        priority=change.priority,
+    )
+
+
+# -- index bookkeeping (pure) ---------------------------------------------------------------
+
+STALE_INDEX_GRACE_SECONDS = 600  # a row of a missing item younger than this may be in flight
+INDEX_THREADS = 16
+
+_MONTHS: set[tuple[str, str]] = set()  # (account, month) registered in the months partition
+_POOL = ThreadPoolExecutor(max_workers=INDEX_THREADS, thread_name_prefix="store")
+
+A = TypeVar("A")
+
+
+def _parallel(fn: Callable[[A], T], items: Sequence[A]) -> list[T]:
+    """fn over items, a few at a time, results in order; the first exception is raised."""
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    return list(_POOL.map(fn, items))
+
+
+INDEX_WRITE_ATTEMPTS = 4
+
+
+def _retrying(fn: Callable[[], T]) -> T:
+    """`fn` again after a transient failure. For idempotent index writes sent as MERGE
+    (HTTP PATCH), which the SDK's retry policy does not repeat after a read timeout."""
+    for attempt in range(1, INDEX_WRITE_ATTEMPTS + 1):
+        try:
+            return fn()
+        except (ServiceRequestError, ServiceResponseError):
+            if attempt == INDEX_WRITE_ATTEMPTS:
+                raise
+        except HttpResponseError as exc:
+            if attempt == INDEX_WRITE_ATTEMPTS or exc.status_code not in _TRANSIENT_STATUS:
+                raise
+        _backoff(attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_TRANSIENT_STATUS = frozenset((408, 429, 500, 502, 503, 504))
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _index_views(derived: Derived, skip: Iterable[str] = ()) -> list[IndexView]:
+    skipped = set(skip)
+    cis = tuple(sorted({workitem_index.ci_hash(c.key) for c in derived.cis}))
+    return [
+        IndexView(
+            item_id=v.id,
+            fired_at=v.fired_at,
+            state=v.state,
+            severity=v.severity,
+            priority=v.priority,
+            flapping=v.flapping,
+            rules=v.rules,
+            cis=cis,
+        )
+        for v in derived.items.values()
+        if v.id not in skipped
+    ]
+
+
+@dataclass(frozen=True)
+class _IndexPlan:
+    old: dict[workitem_index.Key, Props]  # the rows the committed state needs
+    new: dict[workitem_index.Key, Props]  # the rows the new state needs
+    gone: frozenset[workitem_index.Key]
+    changed: frozenset[str]  # items whose index view changes: they get the commit's seq
+
+    @classmethod
+    def of(cls, old_views: Iterable[IndexView], new_views: Iterable[IndexView]) -> _IndexPlan:
+        before = {v.item_id: v for v in old_views}
+        after = {v.item_id: v for v in new_views}
+        old, new = workitem_index.all_rows(before.values()), workitem_index.all_rows(after.values())
+        changed = {i for i, v in after.items() if before.get(i) != v}
+        return cls(old, new, frozenset(old.keys() - new.keys()), frozenset(changed))
+
+
+def _index_plan(old: Derived, new: Derived, state: GroupState) -> _IndexPlan:
+    """Index rows before and after a commit; items it archives keep theirs, frozen."""
+    return _IndexPlan.of(_index_views(old, skip=state.archived), _index_views(new))
+
+
+class _IndexWrites:
+    """The index rows one writer touched over its attempts, with the ETags it got."""
+
+    def __init__(self) -> None:
+        self.etags: dict[workitem_index.Key, str] = {}
+        self.earlier: set[workitem_index.Key] = set()  # touched by an attempt that failed
+        self.seq = 0
+
+    def start_attempt(self, seq: int) -> None:
+        self.earlier |= set(self.etags)
+        self.seq = seq
+
+    def seq_of(self, _key: workitem_index.Key) -> int:
+        return self.seq
+
+
+def _with_index_seq(ops: list[RowOp], changed: Iterable[str], seq: int) -> list[RowOp]:
+    """Stamp `indexSeq` on the items whose index rows this commit changes."""
+    rows = {table_keys.item_row(i) for i in changed}
+    out = []
+    for op in ops:
+        if op.row_key in rows and op.action != DELETE:
+            op = RowOp(op.action, op.row_key, {**op.props, "indexSeq": seq})
+            rows.discard(op.row_key)
+        out.append(op)
+    out.extend(RowOp(MERGE, rk, {"indexSeq": seq}) for rk in sorted(rows))
+    return out
+
+
+def _index_row_holds(row: Mapping[str, Any], item: Mapping[str, Any] | None) -> bool:
+    """Whether the stored item still wants this index row (its key and partition)."""
+    if item is None:
+        return False
+    view = workitem_index.view_of_entity(item)
+    if view is None:
+        return False
+    pk, rk = str(row["PartitionKey"]), str(row["RowKey"])
+    if rk != workitem_index.sort_key(view.fired_at, view.item_id):
+        return False
+    if pk == workitem_index.OPEN_PARTITION:
+        return view.is_open
+    if pk.startswith(workitem_index.MONTH_PREFIX):
+        return pk == workitem_index.month_partition(workitem_index.month_of(view.fired_at))
+    if pk.startswith(workitem_index.CI_PREFIX):
+        return not view.cis_complete or pk[len(workitem_index.CI_PREFIX) :] in view.cis
+    return False
+
+
 def _root_of(entity: Any) -> _Root:
     state = state_from_json(join_chunks(entity, STATE_PREFIX))
+    seq = entity.get("seq")
     return _Root(
-        state, entity.metadata["etag"], bool(entity.get("dirty")), str(entity.get("policy"))
+        state,
+        entity.metadata["etag"],
+        bool(entity.get("dirty")),
+        str(entity.get("policy")),
+        seq if isinstance(seq, int) and not isinstance(seq, bool) else 0,
     )
 
 

@@ -45,7 +45,9 @@ ITEM_FACTS = {
 }
 
 # Written when a row is written, not derived from the events: ignored when comparing tables.
-WRITE_TIME_FIELDS = ("createdAt", "updatedAt")
+# `seq` (group root) counts the group's commits and `indexSeq` (work item) names the commit
+# that last changed the item's index rows: they depend on how many writes it took.
+WRITE_TIME_FIELDS = ("createdAt", "updatedAt", "seq", "indexSeq")
 # Which copy of an event was applied first (copies differ only in these): also ignored.
 DELIVERY_FIELDS = (
     "correlationId",
@@ -105,11 +107,14 @@ def item_props(view: ItemView, group: GroupKey, cis: tuple[CiSeen, ...]) -> Prop
         "manualBy": _s(manual.by if manual else None),
         "manualAt": _s(iso(manual.at) if manual else None),
         "manualNote": _s(manual.note if manual else None),
+        "assignee": _s(view.assignee),
+        "lastManualAt": _s(iso(view.last_manual_at)),
+        "ruleHashes": ",".join(view.rules),
     }
 
 
 def history_props(view: HistoryView, group: GroupKey) -> Props:
-    return {
+    props: Props = {
         "entryId": view.entry_id,
         "group": group.hash[: table_keys.GROUP_CHARS],
         "itemId": _s(view.item_id),
@@ -118,6 +123,19 @@ def history_props(view: HistoryView, group: GroupKey) -> Props:
         "eventTime": iso(view.time),
         "ignored": view.ignored,
     }
+    actor = view.actor
+    if actor is not None:  # a person's change: who made it, through which app, and the note
+        props.update(
+            {
+                "actorType": actor.by_type,
+                "actorOid": actor.by_oid,
+                "actorName": actor.by_app if actor.by_type == "application" else actor.by,
+                "actorAppId": actor.by_app,
+                "note": actor.note,
+                "requestedState": actor.state,
+            }
+        )
+    return props
 
 
 def binding_props(item_id: str, ci: CiSeen, group: GroupKey) -> Props:

@@ -50,6 +50,15 @@ CLOSED = "Closed"
 STATES = (NEW, ACKNOWLEDGED, IN_PROGRESS, STATE_RESOLVED, CLOSED)
 OPEN_STATES = (NEW, ACKNOWLEDGED, IN_PROGRESS)
 
+# What a person may do from each state (the work item API; 409 otherwise). New reopens.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    NEW: (ACKNOWLEDGED, IN_PROGRESS, "Resolved", "Closed"),
+    ACKNOWLEDGED: (IN_PROGRESS, "Resolved", "Closed"),
+    IN_PROGRESS: ("Resolved", "Closed"),
+    "Resolved": ("Closed", NEW),
+    "Closed": (NEW,),
+}
+
 AZURE_RESOLUTION = "resolved in Azure Monitor"
 SEVERITY_PRIORITY = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5}
 DEFAULT_PRIORITY = 3  # budgets and other alerts without a severity
@@ -100,6 +109,7 @@ class Record:
     priority_override: int | None
     assignment_group: str | None
     marker: str | None
+    rules: tuple[str, ...] = ()  # hashes of the alert rule's id and name (index filters)
 
     @classmethod
     def of(cls, event: Event) -> Record:
@@ -115,6 +125,7 @@ class Record:
             event.priority_override,
             event.assignment_group,
             event.marker,
+            event.rules,
         )
 
 
@@ -131,15 +142,26 @@ class CiSeen:
 
 @dataclass(frozen=True)
 class Overlay:
-    """A person's state change (the work item API): survives alert events as the rules say."""
+    """A person's change (the work item API): survives alert events as the rules say.
+
+    One overlay is one request: a state change and/or an assignment, a priority, a note,
+    applied together. Empty `state` changes no state; None leaves a field as it is, ""
+    (assignee, assignment group) or 0 (priority) goes back to what the alerts say.
+    """
 
     id: str
     anchor: str  # the item's first segment when it was set: follows the item through renames
     item_id: str  # the item's id when it was set (kept by a Closed item for good)
     state: str
     at: int
-    by: str
+    by: str  # who, for people: upn / preferred_username, or "app <app id>"
     note: str
+    by_type: str = ""  # "user" or "application"
+    by_oid: str = ""  # object id of the user or service principal
+    by_app: str = ""  # the client app the change came through
+    assignee: str | None = None
+    assignment_group: str | None = None
+    priority: int | None = None
 
 
 @dataclass(frozen=True)
@@ -301,6 +323,9 @@ class ItemView:
     manual: Overlay | None
     events: tuple[str, ...]  # in event-time order
     segments: tuple[str, ...]  # ids of its alert instances / status spells
+    assignee: str | None = None  # set by a person only
+    rules: tuple[str, ...] = ()  # hashes of its alert rules' ids and names (index filters)
+    last_manual_at: int | None = None  # a person's latest change of any kind (even a note)
 
 
 @dataclass(frozen=True)
@@ -311,6 +336,7 @@ class HistoryView:
     changes: tuple[str, ...]
     time: int
     ignored: bool
+    actor: Overlay | None = None  # a person's change: who, and what they sent
 
 
 @dataclass(frozen=True)
@@ -453,16 +479,54 @@ def _window(kind: str, policy: Policy) -> int | None:
     return None if kind == SERVICE_HEALTH else policy.reopen_window
 
 
-def _latest_overlays(overlays: Iterable[Overlay]) -> list[Overlay]:
-    """Per item (anchor), the person's latest change: only that one is in force."""
-    latest: dict[str, Overlay] = {}
-    for o in sorted(overlays, key=lambda o: (o.at, o.id)):
-        latest[o.anchor] = o
-    return sorted(latest.values(), key=lambda o: (o.at, o.id))
-
-
 def _segment_ids(episode: list[_Period]) -> set[str]:
     return {s.id for p in episode for s in p.segments}
+
+
+def overlay_changes(o: Overlay) -> tuple[str, ...]:
+    """What a person's change did, in sentences for the history."""
+    out = []
+    note = f": {o.note}" if o.note else ""
+    if o.state:
+        what = f"reopened ({NEW})" if o.state == NEW else o.state
+        out.append(f"{what} by {o.by}{note}")
+    if o.assignee is not None:
+        out.append(f"assigned to {o.assignee} by {o.by}" if o.assignee else f"unassigned by {o.by}")
+    if o.assignment_group is not None:
+        out.append(
+            f"assignment group {o.assignment_group} set by {o.by}"
+            if o.assignment_group
+            else f"assignment group back to the alert's, by {o.by}"
+        )
+    if o.priority is not None:
+        out.append(
+            f"priority {o.priority} set by {o.by}"
+            if o.priority
+            else f"priority back to the alert's, by {o.by}"
+        )
+    if not o.state and o.note:
+        out.append(f"note by {o.by}{note}")
+    return tuple(out) or (f"no change by {o.by}",)
+
+
+def _owned_overlays(
+    overlays: Iterable[Overlay], segment_ids: set[str], item_id: str, all_ids: set[str]
+) -> list[Overlay]:
+    """A person's changes to the item made of these segments, oldest first.
+
+    A change is pinned to the item's first segment when it was made (its anchor); the item
+    that holds that segment now is the one it applies to, whatever its id is today. A change
+    whose anchor no longer names any segment (a status spell renamed by a late event) stays
+    with the item id it was made on.
+    """
+    return sorted(
+        (
+            o
+            for o in overlays
+            if o.anchor in segment_ids or (o.anchor not in all_ids and o.item_id == item_id)
+        ),
+        key=lambda o: (o.at, o.id),
+    )
 
 
 def derive(state: GroupState, policy: Policy) -> Derived:
@@ -470,14 +534,15 @@ def derive(state: GroupState, policy: Policy) -> Derived:
     kind = state.group.kind
     segments = (_level_segments if kind in LEVEL_KINDS else _alert_segments)(state.events)
     window = _window(kind, policy)
-    overlays = _latest_overlays(state.overlays)
 
-    # A Closed item keeps the segments it had when it was closed (and their late events);
-    # anything that starts after it was closed goes to other items: it never reopens.
+    # A Closed item keeps the segments it had when it was first closed (and their late
+    # events); anything that starts after that goes to other items: it never reopens by an
+    # alert. A person may reopen it; the items opened meanwhile stay apart.
     remaining = segments
     closed: list[tuple[Overlay, list[_Segment]]] = []
-    for o in overlays:
-        if o.state != CLOSED:
+    owned_ids: set[str] = set()
+    for o in sorted(state.overlays, key=lambda o: (o.at, o.id)):
+        if o.state != CLOSED or o.anchor in owned_ids:
             continue
         episodes = _episodes(_periods(remaining), window)
         owner = next((e for e in episodes if o.anchor in _segment_ids(e)), None)
@@ -490,6 +555,7 @@ def derive(state: GroupState, policy: Policy) -> Derived:
             owner = earlier[-1]
         owned = [s for p in owner for s in p.segments if s.start <= o.at or s.id == o.anchor]
         taken = {s.id for s in owned}
+        owned_ids |= taken
         remaining = [s for s in remaining if s.id not in taken]
         closed.append((o, owned))
 
@@ -498,7 +564,9 @@ def derive(state: GroupState, policy: Policy) -> Derived:
     all_ids = {seg.id for seg in segments}
     used = {o.item_id for o, _ in closed} | set(state.archived)  # ids are never reused
     for o, owned in closed:
-        _build(o.item_id, _periods(owned), policy, o, None, items, history)
+        mine = _owned_overlays(state.overlays, {s.id for s in owned}, o.item_id, all_ids)
+        mine = mine if o in mine else sorted([*mine, o], key=lambda x: (x.at, x.id))
+        _build(o.item_id, _periods(owned), policy, o, mine, items, history)
     for episode in _episodes(_periods(remaining), window):
         first = episode[0].segments[0].id
         if (
@@ -512,22 +580,13 @@ def derive(state: GroupState, policy: Policy) -> Derived:
                 attempt += 1
             item_id = table_keys.anchored_item_id(state.group.hash, first, attempt)
         used.add(item_id)
-        ids = _segment_ids(episode)
-        manual = [
-            o
-            for o in overlays
-            if o.state != CLOSED
-            and (o.anchor in ids or (o.anchor not in all_ids and o.item_id == item_id))
-        ]
-        _build(item_id, episode, policy, None, manual[-1] if manual else None, items, history)
+        mine = _owned_overlays(state.overlays, _segment_ids(episode), item_id, all_ids)
+        _build(item_id, episode, policy, None, mine, items, history)
 
     owners = {r: i.id for i in items.values() for r in i.segments}
     for o in state.overlays:
         target = owners.get(o.anchor) or (o.item_id if o.item_id in items else None)
-        note = f": {o.note}" if o.note else ""
-        history[o.id] = HistoryView(
-            o.id, target, MANUAL, (f"{o.state} by {o.by}{note}",), o.at, False
-        )
+        history[o.id] = HistoryView(o.id, target, MANUAL, overlay_changes(o), o.at, False, actor=o)
     return Derived(items, history, state.cis, state.archived)
 
 
@@ -572,12 +631,40 @@ def _flapping(
     return flapping, until, notes
 
 
+def _decisive_change(changes: list[Overlay], last: _Period) -> Overlay | None:
+    """The person's state change that decides the state, or None: the alerts decide.
+
+    While the last period is open, the latest change made during it holds (a duplicate or
+    further Fired changes nothing). Once Azure Monitor resolved the period, its resolution
+    wins over an acknowledgement (the history says so), unless a person reopened the item
+    after that resolution: then their latest change holds.
+    """
+    if not changes:
+        return None
+    latest = changes[-1]
+    if last.end is None:
+        return latest if latest.at >= last.start else None
+    after = [o for o in changes if o.at >= last.end]
+    if not any(o.state == NEW for o in after):
+        return None
+    return after[-1]
+
+
+def _latest(changes: list[Overlay], name: str) -> Any:
+    """The latest value a person gave `name` (None: never set)."""
+    for o in reversed(changes):
+        value = getattr(o, name)
+        if value is not None:
+            return value
+    return None
+
+
 def _build(
     item_id: str,
     periods: list[_Period],
     policy: Policy,
     closure: Overlay | None,
-    manual: Overlay | None,
+    mine: list[Overlay],
     items: dict[str, ItemView],
     history: dict[str, HistoryView],
 ) -> None:
@@ -592,20 +679,27 @@ def _build(
     severity = min(severities) if severities else None
     last = periods[-1]
 
+    state_changes = [o for o in mine if o.state]
+    manual = state_changes[-1] if state_changes else None
     state, resolved_at, resolution = NEW, last.end, None
     acked: Overlay | None = None
-    if closure is not None:
-        state = CLOSED
-        resolution = f"closed by {closure.by}" + (f": {closure.note}" if closure.note else "")
-    elif last.end is not None:
-        state, resolution = STATE_RESOLVED, AZURE_RESOLUTION
-        if manual is not None and manual.state in (ACKNOWLEDGED, IN_PROGRESS):
-            acked = manual if last.start <= manual.at <= last.end else None
-    elif manual is not None and manual.at >= last.start and manual.state != CLOSED:
-        state = manual.state
-        if state == STATE_RESOLVED:
-            resolved_at = manual.at
-            resolution = f"resolved by {manual.by}" + (f": {manual.note}" if manual.note else "")
+    closer: Overlay | None = None
+    if closure is not None and manual is not None and manual.state == CLOSED:
+        state, closer = CLOSED, manual
+        resolution = f"closed by {manual.by}" + (f": {manual.note}" if manual.note else "")
+    else:
+        decisive = _decisive_change(state_changes, last)
+        if decisive is not None and decisive.state != CLOSED:
+            state = decisive.state
+            if state == STATE_RESOLVED:
+                resolved_at = decisive.at
+                resolution = f"resolved by {decisive.by}" + (
+                    f": {decisive.note}" if decisive.note else ""
+                )
+        elif last.end is not None:
+            state, resolution = STATE_RESOLVED, AZURE_RESOLUTION
+            if manual is not None and manual.state in (ACKNOWLEDGED, IN_PROGRESS):
+                acked = manual if manual.at >= last.start else None
     flapping, flapping_until, flap_notes = _flapping(periods, policy)
 
     first_seen: dict[str, int] = {}
@@ -628,13 +722,16 @@ def _build(
         flapping=flapping,
         flapping_until=flapping_until,
         severity=severity,
-        priority=priority(severity, facts.priority_override),
-        assignment_group=facts.assignment_group,
+        priority=_latest(mine, "priority") or priority(severity, facts.priority_override),
+        assignment_group=_latest(mine, "assignment_group") or facts.assignment_group,
         alert_ids=alert_ids,
         facts_event=facts.id,
-        manual=closure or manual,
+        manual=manual,
         events=tuple(r.id for r in records),
         segments=tuple(sorted(s.id for s in segments)),
+        assignee=_latest(mine, "assignee") or None,
+        last_manual_at=mine[-1].at if mine else None,
+        rules=tuple(sorted({h for r in records for h in r.rules})),
     )
     items[item_id] = view
 
@@ -663,7 +760,7 @@ def _build(
             IGNORED if r.id in ignored else UPDATED,
         )
         entry = [instance_notes[r.id], *changes.get(r.id, [])]
-        if closure is not None and r.time > closure.at:
+        if closer is not None and r.time > closer.at:
             entry.append("the work item is Closed: its state does not change")
         history[r.id] = HistoryView(r.id, item_id, effect, tuple(entry), r.time, r.id in ignored)
 
@@ -689,17 +786,30 @@ def state_to_json(state: GroupState) -> str:
                 r.priority_override,
                 r.assignment_group,
                 r.marker,
+                *([list(r.rules)] if r.rules else []),
             ]
             for r in state.events
         ],
         "cis": [[c.key, c.display, dict(c.data), c.first, c.last] for c in state.cis],
-        "overlays": [
-            [o.id, o.anchor, o.item_id, o.state, o.at, o.by, o.note] for o in state.overlays
-        ],
+        "overlays": [_overlay_json(o) for o in state.overlays],
         "archived": list(state.archived),
         "horizon": state.horizon,
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _overlay_json(o: Overlay) -> list[Any]:
+    """An overlay as a JSON array: the first seven fields always, the rest when used."""
+    base: list[Any] = [o.id, o.anchor, o.item_id, o.state, o.at, o.by, o.note]
+    extra = [o.by_type, o.by_oid, o.by_app, o.assignee, o.assignment_group, o.priority]
+    if not any(extra[:3]) and all(v is None for v in extra[3:]):
+        return base
+    return base + extra
+
+
+def _overlay_of(doc: list[Any]) -> Overlay:
+    fields = list(doc) + [""] * (10 - len(doc)) + [None] * (13 - max(len(doc), 10))
+    return Overlay(*fields[:13])
 
 
 def state_from_json(text: str) -> GroupState:
@@ -708,11 +818,24 @@ def state_from_json(text: str) -> GroupState:
         raise ValueError(f"unknown group state version {doc.get('v')!r}")
     group = GroupKey.of(doc["group"][0], doc["group"][1])
     events = tuple(
-        Record(e[0], e[1], e[2], e[3], e[4], bool(e[5]), e[6], e[7], e[8], e[9], e[10])
+        Record(
+            e[0],
+            e[1],
+            e[2],
+            e[3],
+            e[4],
+            bool(e[5]),
+            e[6],
+            e[7],
+            e[8],
+            e[9],
+            e[10],
+            tuple(e[11]) if len(e) > 11 else (),
+        )
         for e in doc["events"]
     )
     cis = tuple(CiSeen(c[0], c[1], c[2], c[3], c[4]) for c in doc["cis"])
-    overlays = tuple(Overlay(*o) for o in doc["overlays"])
+    overlays = tuple(_overlay_of(o) for o in doc["overlays"])
     archived = tuple(doc.get("archived", ()))
     return GroupState(group, events, cis, overlays, archived, doc.get("horizon"))
 
@@ -724,8 +847,10 @@ __all__ = [
     "IN_PROGRESS",
     "NEW",
     "OPEN",
+    "OPEN_STATES",
     "STATES",
     "STATE_RESOLVED",
+    "TRANSITIONS",
     "CiSeen",
     "Derived",
     "GroupState",

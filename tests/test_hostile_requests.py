@@ -102,6 +102,10 @@ def _ingest_claims(version: str) -> dict[str, Any]:
     return v1_claims() if version == "1.0" else v2_claims()
 
 
+def _api_claims(version: str, role: str) -> dict[str, Any]:
+    return v1_claims(roles=[role]) if version == "1.0" else v2_claims(roles=[role])
+
+
 TARGETS: list[Target] = [
     Target(
         name="ingest",
@@ -112,15 +116,28 @@ TARGETS: list[Target] = [
         takes_alerts=True,
         roles=(ROLE,),
     ),
-    # EXTENSION POINT: the work item API (list / get / update) goes here, e.g.
-    #   Target("list work items", "GET", "/api/workitems", claims=<WorkItems.Read token
-    #          claims>, body=None, takes_alerts=False, roles=("WorkItems.Read",
-    #          "WorkItems.ReadWrite"), any_caller_app=True),
-    #   Target("update work item", "PATCH", "/api/workitems/WI-7K3F9Q2MXA", claims=<...
-    #          WorkItems.ReadWrite>, body=b'{"state": "Acknowledged"}', takes_alerts=False,
-    #          roles=("WorkItems.ReadWrite",), any_caller_app=True),
-    # Its token claims (audience, roles, delegated users) come from its AccessPolicy. The
-    # receiver fixture checks that each target accepts its valid form first.
+    # The work item API: token and header cases (its bodies have their own tests in
+    # tests/test_api_params.py). Any client app may call it, with the API's roles.
+    Target(
+        name="list work items",
+        method="GET",
+        path="/api/workitems?state=all&top=5",
+        claims=lambda version: _api_claims(version, "WorkItems.Read"),
+        body=None,
+        takes_alerts=False,
+        roles=("WorkItems.Read", "WorkItems.ReadWrite"),
+        any_caller_app=True,
+    ),
+    Target(
+        name="search CIs",
+        method="GET",
+        path="/api/cis?query=vm",
+        claims=lambda version: _api_claims(version, "WorkItems.ReadWrite"),
+        body=None,
+        takes_alerts=False,
+        roles=("WorkItems.Read", "WorkItems.ReadWrite"),
+        any_caller_app=True,
+    ),
 ]
 BODY_TARGETS = [t for t in TARGETS if t.takes_alerts]
 

@@ -68,8 +68,36 @@ def _bindings(metadata: Any) -> dict[str, dict[str, Any]]:
 
 def test_worker_indexes_exactly_our_functions(indexed: list[Any]) -> None:
     names = sorted(m.name for m in indexed)
-    assert names == ["process_alert", "receive_alert"]
+    assert names == sorted(["process_alert", "receive_alert", *WORK_ITEM_API])
     assert all(m.language == "python" for m in indexed)
+
+
+# The work item API (shared/api): function name -> (route, method). Anonymous at the
+# platform level like receive_alert: shared/auth.py verifies the Entra token.
+WORK_ITEM_API = {
+    "list_workitems": ("workitems", "GET"),
+    "get_workitem": ("workitems/{id}", "GET"),
+    "update_workitem": ("workitems/{id}", "PATCH"),
+    "search_cis": ("cis", "GET"),
+    "get_ci": ("cis/{id}", "GET"),
+    "openapi": ("openapi.json", "GET"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WORK_ITEM_API))
+def test_work_item_api_routes(indexed: list[Any], name: str) -> None:
+    metadata = next(m for m in indexed if m.name == name)
+    bindings = _bindings(metadata)
+    assert set(bindings) == {"req", "$return"}
+    trigger = bindings["req"]
+    route, method = WORK_ITEM_API[name]
+    assert (trigger["type"], trigger["route"], trigger["methods"]) == (
+        "httpTrigger",
+        route,
+        [method],
+    )
+    assert trigger["authLevel"].upper() == "ANONYMOUS"
+    assert not trigger["route"].startswith("alerts"), "must not clash with the ingest route"
 
 
 def test_receive_alert_is_anonymous_post_on_alerts(indexed: list[Any]) -> None:

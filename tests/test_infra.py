@@ -345,6 +345,32 @@ def test_application_roles() -> None:
     assert len(set(map(json.dumps, ids))) == len(ids), "app role ids must differ"
 
 
+def test_work_item_api_scope_for_delegated_tokens() -> None:
+    """Client apps need a scope of our API to get user tokens; the API requires it in `scp`."""
+    from shared.api import security
+
+    tree = _entra()
+    _, app = _application()
+    scopes = [
+        {k: resolve(tree, v) for k, v in s.items()} for s in app["api"]["oauth2PermissionScopes"]
+    ]
+    (scope,) = scopes
+    assert scope["value"] == security.API_SCOPE == "user_impersonation"
+    assert scope["type"] == "User", "users may consent: what they can do still needs their role"
+    assert scope["isEnabled"] is True
+    for text in ("adminConsentDisplayName", "adminConsentDescription"):
+        assert scope[text], f"{text} is required by Entra"
+    assert scope["userConsentDisplayName"]
+    assert scope["userConsentDescription"]
+    role_ids = [json.dumps(r["id"]) for r in _app_roles().values()]
+    assert json.dumps(scope["id"]) not in role_ids, "a scope id must differ from the role ids"
+    outputs = {name: out["value"] for name, out in tree["outputs"].items()}
+    assert resolve(tree, outputs["workItemsScope"]) == security.API_SCOPE
+    roles = _app_roles()
+    assert security.READ_ROLE in roles
+    assert security.WRITE_ROLE in roles
+
+
 def test_deployer_owns_the_application() -> None:
     _, app = _application()
     owners = [dotted(o) for o in app["owners"]["relationships"]]
@@ -500,7 +526,13 @@ def test_storage_layout_matches_the_code() -> None:
     function_app = module_call(main, "modules/function-app.bicep")
     assert resolve(main, function_app["params"]["deploymentContainerName"]) in containers
     tables = resolve(main, params["tableNames"])
-    assert tables
+    from shared import table_keys, workitem_index
+
+    # Exactly the tables the code writes (it also creates them on demand, but the
+    # deployment should not leave unused ones behind or miss one).
+    assert sorted(tables) == sorted(
+        [table_keys.WORKITEMS_TABLE, table_keys.CMDB_TABLE, workitem_index.INDEX_TABLE]
+    )
     for table in tables:
         assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", table), f"invalid table name {table!r}"
     # One place to change table names: a single variable in main.bicep.

@@ -30,6 +30,12 @@ var secureWebhookRoleId = guid(uniqueName, secureWebhookRoleValue)
 var workItemsReadRoleId = guid(uniqueName, workItemsReadRoleValue)
 var workItemsReadWriteRoleId = guid(uniqueName, workItemsReadWriteRoleValue)
 
+// The delegated permission a client app (a dashboard, a chat bot, the Azure CLI) requests so
+// that a signed-in user can call the work item API. The API requires it in delegated tokens
+// (scp) on top of the user's app role (roles): shared/workitem_api.py, docs/security.md.
+var workItemsScopeValue = 'user_impersonation'
+var workItemsScopeId = guid(uniqueName, workItemsScopeValue)
+
 var identifierUri = empty(applicationIdUri) ? 'api://${tenant().tenantId}/${uniqueName}' : applicationIdUri
 
 resource application 'Microsoft.Graph/applications@v1.0' = {
@@ -44,6 +50,18 @@ resource application 'Microsoft.Graph/applications@v1.0' = {
   api: {
     // v2 tokens: iss https://login.microsoftonline.com/<tid>/v2.0, aud = client id, azp = caller.
     requestedAccessTokenVersion: 2
+    oauth2PermissionScopes: [
+      {
+        id: workItemsScopeId
+        value: workItemsScopeValue
+        type: 'User'
+        adminConsentDisplayName: 'Access the ITSM receiver work item API'
+        adminConsentDescription: 'Lets the app call the work item API as the signed-in user; what the user may do there still depends on the app roles assigned to them (WorkItems.Read, WorkItems.ReadWrite).'
+        userConsentDisplayName: 'Access the ITSM receiver work item API'
+        userConsentDescription: 'Lets the app read and update work items on your behalf, as far as your own roles allow.'
+        isEnabled: true
+      }
+    ]
   }
   appRoles: [
     {
@@ -118,3 +136,6 @@ output applicationIdUri string = identifierUri
 output servicePrincipalId string = servicePrincipal.id
 output aznsServicePrincipalId string = aznsServicePrincipal.id
 output secureWebhookRole string = secureWebhookRoleValue
+
+@description('Delegated permission (scope) client apps request for the work item API: <Application ID URI>/user_impersonation.')
+output workItemsScope string = workItemsScopeValue

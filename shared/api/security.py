@@ -1,0 +1,56 @@
+"""Who may call the work item API, and how a caller is named in the history.
+
+The API reuses the ingest's token settings (AAD_TENANT_IDS, AAD_AUDIENCES) with its own
+policy: any caller app (people use many clients), application and delegated (user) tokens,
+and the app roles below. A delegated token must carry both the user's app role (`roles`)
+and our scope (`scp` holds `user_impersonation`): the scope says the client app may act for
+the user at all, the role says what the user may do. The ingest role
+(ActionGroupsSecureWebhook) grants nothing here, and these roles grant nothing on
+`/api/alerts` (the ingest policy requires its own role, refuses delegated tokens and
+allows only the AzNS caller app).
+"""
+
+from __future__ import annotations
+
+from shared.auth import AccessPolicy, Principal
+from shared.config import AuthSettings
+from shared.store import Actor
+
+READ_ROLE = "WorkItems.Read"
+WRITE_ROLE = "WorkItems.ReadWrite"
+API_SCOPE = "user_impersonation"
+
+USER = "user"
+APPLICATION = "application"
+
+_policies: dict[tuple[AuthSettings, bool], AccessPolicy] = {}
+
+
+def policy(auth: AuthSettings, *, write: bool) -> AccessPolicy:
+    """The read (WorkItems.Read or .ReadWrite) or write (WorkItems.ReadWrite) policy.
+
+    One object per settings value: the verifier memoizes its decisions per policy object.
+    """
+    key = (auth, write)
+    found = _policies.get(key)
+    if found is None:
+        found = AccessPolicy(
+            audiences=auth.audiences,
+            allowed_caller_app_ids=None,
+            required_roles=(WRITE_ROLE,) if write else (READ_ROLE, WRITE_ROLE),
+            accept_delegated=True,
+            required_scopes=(API_SCOPE,),
+        )
+        if len(_policies) > 16:
+            _policies.clear()
+        _policies[key] = found
+    return found
+
+
+def actor(principal: Principal) -> Actor:
+    """Who the history says made a change: a user (oid, upn) or an application (its app id)."""
+    if principal.is_delegated:
+        name = principal.upn or principal.name or principal.object_id
+        return Actor(name, USER, principal.object_id, principal.caller_app_id)
+    app = principal.caller_app_id
+    return Actor(f"app {app}", APPLICATION, principal.object_id, app)
