@@ -13,43 +13,22 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from shared import alert_queue, auth, responses
+from shared import alert_queue, auth, caller, responses
 from shared.alerts import SchemaError, normalize, parse_payload
-from shared.config import ConfigError, get_settings
 
 log = logging.getLogger(__name__)
-
-
-def _content_length(req: func.HttpRequest) -> int | None:
-    try:
-        return int(req.headers.get("content-length", ""))
-    except ValueError:
-        return None
 
 
 def handle(req: func.HttpRequest) -> func.HttpResponse:
     correlation_id = str(uuid.uuid4())
     received_at = datetime.now(UTC)
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        # An operator must fix this; 503 keeps Azure Monitor retrying meanwhile.
-        log.error("configuration error, correlationId=%s: %s", correlation_id, exc)
-        return responses.unavailable(
-            "The receiver is misconfigured; its operator has been told.", correlation_id
-        )
-
-    try:
-        principal = auth.verify_ingest(
-            req.headers.get("authorization"), settings.auth, correlation_id=correlation_id
-        )
-    except auth.AuthError as exc:
-        return responses.json_response(
-            exc.status, {**exc.body, "correlationId": correlation_id}, exc.headers
-        )
+    front = caller.authenticate(req, correlation_id, lambda s: auth.ingest_policy(s.auth))
+    if isinstance(front, func.HttpResponse):
+        return front
+    settings, principal = front
 
     limit = settings.max_payload_bytes
-    declared = _content_length(req)
+    declared = caller.content_length(req)
     body = req.get_body() if declared is None or declared <= limit else b""
     if (declared is not None and declared > limit) or len(body) > limit:
         log.warning(

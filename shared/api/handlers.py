@@ -18,10 +18,10 @@ from typing import Any
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared import auth, responses, store, workitem_index
+from shared import caller, responses, store, workitem_index
 from shared.api import params, security, views
 from shared.auth import Principal
-from shared.config import ConfigError, Settings, get_settings
+from shared.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,24 +38,10 @@ def _now() -> int:
 
 def _run(req: func.HttpRequest, *, write: bool, work: Work) -> func.HttpResponse:
     correlation_id = str(uuid.uuid4())
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        log.error("configuration error, correlationId=%s: %s", correlation_id, exc)
-        return responses.unavailable(
-            "The service is misconfigured; its operator has been told.", correlation_id
-        )
-    try:
-        principal = auth.verify(
-            req.headers.get("authorization"),
-            security.policy(settings.auth, write=write),
-            settings=settings.auth,
-            correlation_id=correlation_id,
-        )
-    except auth.AuthError as exc:
-        return responses.json_response(
-            exc.status, {**exc.body, "correlationId": correlation_id}, exc.headers
-        )
+    front = caller.authenticate(req, correlation_id, lambda s: security.policy(s.auth, write=write))
+    if isinstance(front, func.HttpResponse):
+        return front
+    settings, principal = front
     try:
         return work(req, settings, principal, correlation_id)
     except params.BadRequest as exc:
@@ -168,13 +154,6 @@ def get_workitem(req: func.HttpRequest) -> func.HttpResponse:
 # -- PATCH /api/workitems/{id} ---------------------------------------------------------------------
 
 
-def _content_length(req: func.HttpRequest) -> int | None:
-    try:
-        return int(req.headers.get("content-length", ""))
-    except ValueError:
-        return None
-
-
 def _update(
     req: func.HttpRequest, settings: Settings, principal: Principal, correlation_id: str
 ) -> func.HttpResponse:
@@ -191,7 +170,7 @@ def _update(
             correlation_id=correlation_id,
         )
     params.media_type(req.headers.get("content-type"))
-    declared = _content_length(req)
+    declared = caller.content_length(req)
     if declared is not None and declared > params.MAX_BODY_BYTES:
         raise params.PayloadTooLarge(f"The body is larger than {params.MAX_BODY_BYTES} bytes.")
     change = params.item_change(params.json_body(req.get_body()))
