@@ -27,7 +27,6 @@ import random
 import resource
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,6 +40,7 @@ from azure.data.tables import TableServiceClient, UpdateMode
 from azure.storage.queue import QueueClient
 
 from shared import table_keys
+from tests.alert_factory import metric_alert_payload
 from tests.azurite import Azurite
 from tests.harness import FunctionsHost, QueueRunStats, QueueSettings
 from tests.jwks_server import JwksServer
@@ -55,54 +55,16 @@ def payload(
     n: int, condition: str, vm: int, rule: int, fired: str, resolved: str | None
 ) -> dict[str, Any]:
     """A common-schema metric alert (the shape of Microsoft's published sample)."""
-    target = (
-        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-storm/providers/"
-        f"Microsoft.Compute/virtualMachines/vm-{vm:04d}"
+    return metric_alert_payload(
+        n,
+        condition,
+        vm=vm,
+        rule=rule,
+        fired=fired,
+        resolved=resolved,
+        subscription=SUBSCRIPTION,
+        id_prefix="storm",
     )
-    essentials = {
-        "alertId": f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.AlertsManagement/alerts/"
-        f"{uuid.uuid5(uuid.NAMESPACE_OID, f'storm-{n}')}",
-        "alertRule": f"cpu-rule-{rule:02d}",
-        "alertRuleID": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-monitor/providers/"
-        f"microsoft.insights/metricAlerts/cpu-rule-{rule:02d}",
-        "severity": f"Sev{rule % 5}",
-        "signalType": "Metric",
-        "monitorCondition": condition,
-        "monitoringService": "Platform",
-        "alertTargetIDs": [target.lower()],
-        "configurationItems": [f"vm-{vm:04d}"],
-        "originAlertId": f"storm-{n}",
-        "firedDateTime": fired,
-        "description": "CPU above 90% for 5 minutes",
-        "essentialsVersion": "1.0",
-        "alertContextVersion": "1.0",
-    }
-    if resolved is not None:
-        essentials["resolvedDateTime"] = resolved
-    context = {
-        "properties": None,
-        "conditionType": "SingleResourceMultipleMetricCriteria",
-        "condition": {
-            "windowSize": "PT5M",
-            "allOf": [
-                {
-                    "metricName": "Percentage CPU",
-                    "metricNamespace": "Microsoft.Compute/virtualMachines",
-                    "operator": "GreaterThan",
-                    "threshold": "90",
-                    "timeAggregation": "Average",
-                    "dimensions": [],
-                    "metricValue": 97.5 if condition == "Fired" else 42.0,
-                }
-            ],
-            "windowStartTime": fired,
-            "windowEndTime": resolved or fired,
-        },
-    }
-    return {
-        "schemaId": "azureMonitorCommonAlertSchema",
-        "data": {"essentials": essentials, "alertContext": context, "customProperties": None},
-    }
 
 
 def storm(alerts: int, duplicates: float, vms: int, rules: int, seed: int) -> list[dict[str, Any]]:

@@ -195,3 +195,66 @@ def redelivered(original: Mapping[str, Any], after_minutes: float = 0.2) -> dict
         "%Y-%m-%dT%H:%M:%S.%fZ"
     )
     return copy
+
+
+def metric_alert_payload(
+    n: int,
+    condition: str,
+    *,
+    vm: int,
+    rule: int,
+    fired: str,
+    resolved: str | None,
+    subscription: str,
+    id_prefix: str,
+) -> dict[str, Any]:
+    """A raw common-schema metric alert (the shape of Microsoft's published sample), as
+    Azure Monitor POSTs it; `n` and `id_prefix` make its alert id."""
+    target = (
+        f"/subscriptions/{subscription}/resourceGroups/rg-storm/providers/"
+        f"Microsoft.Compute/virtualMachines/vm-{vm:04d}"
+    )
+    essentials: dict[str, Any] = {
+        "alertId": f"/subscriptions/{subscription}/providers/Microsoft.AlertsManagement/alerts/"
+        f"{uuid.uuid5(uuid.NAMESPACE_OID, f'{id_prefix}-{n}')}",
+        "alertRule": f"cpu-rule-{rule:02d}",
+        "alertRuleID": f"/subscriptions/{subscription}/resourceGroups/rg-monitor/providers/"
+        f"microsoft.insights/metricAlerts/cpu-rule-{rule:02d}",
+        "severity": f"Sev{rule % 5}",
+        "signalType": "Metric",
+        "monitorCondition": condition,
+        "monitoringService": "Platform",
+        "alertTargetIDs": [target.lower()],
+        "configurationItems": [f"vm-{vm:04d}"],
+        "originAlertId": f"storm-{n}",
+        "firedDateTime": fired,
+        "description": "CPU above 90% for 5 minutes",
+        "essentialsVersion": "1.0",
+        "alertContextVersion": "1.0",
+    }
+    if resolved is not None:
+        essentials["resolvedDateTime"] = resolved
+    context = {
+        "properties": None,
+        "conditionType": "SingleResourceMultipleMetricCriteria",
+        "condition": {
+            "windowSize": "PT5M",
+            "allOf": [
+                {
+                    "metricName": "Percentage CPU",
+                    "metricNamespace": "Microsoft.Compute/virtualMachines",
+                    "operator": "GreaterThan",
+                    "threshold": "90",
+                    "timeAggregation": "Average",
+                    "dimensions": [],
+                    "metricValue": 97.5 if condition == "Fired" else 42.0,
+                }
+            ],
+            "windowStartTime": fired,
+            "windowEndTime": resolved or fired,
+        },
+    }
+    return {
+        "schemaId": "azureMonitorCommonAlertSchema",
+        "data": {"essentials": essentials, "alertContext": context, "customProperties": None},
+    }

@@ -63,6 +63,7 @@ from azure.storage.queue import QueueClient
 from shared import alert_queue, processor, storage, store
 from shared.alerts import normalize, parse_payload
 from shared.config import ALERTS_QUEUE, CLAIM_CHECK_CONTAINER, POISON_QUEUE
+from tests.alert_factory import metric_alert_payload
 from tests.harness import FunctionsHost
 from tests.workitem_fixtures import Snapshot, snapshot, wipe_tables
 
@@ -390,54 +391,16 @@ def metric_alert(
     n: int, condition: str, *, vm: int, rule: int, fired: datetime, resolved: datetime | None
 ) -> dict[str, Any]:
     """A common-schema metric alert (the shape of Microsoft's sample), times of its own."""
-    target = (
-        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-storm/providers/"
-        f"Microsoft.Compute/virtualMachines/vm-{vm:04d}"
+    return metric_alert_payload(
+        n,
+        condition,
+        vm=vm,
+        rule=rule,
+        fired=_stamp(fired),
+        resolved=None if resolved is None else _stamp(resolved),
+        subscription=SUBSCRIPTION,
+        id_prefix="fault-storm",
     )
-    essentials: dict[str, Any] = {
-        "alertId": f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.AlertsManagement/alerts/"
-        f"{uuid.uuid5(uuid.NAMESPACE_OID, f'fault-storm-{n}')}",
-        "alertRule": f"cpu-rule-{rule:02d}",
-        "alertRuleID": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-monitor/providers/"
-        f"microsoft.insights/metricAlerts/cpu-rule-{rule:02d}",
-        "severity": f"Sev{rule % 5}",
-        "signalType": "Metric",
-        "monitorCondition": condition,
-        "monitoringService": "Platform",
-        "alertTargetIDs": [target.lower()],
-        "configurationItems": [f"vm-{vm:04d}"],
-        "originAlertId": f"storm-{n}",
-        "firedDateTime": _stamp(fired),
-        "description": "CPU above 90% for 5 minutes",
-        "essentialsVersion": "1.0",
-        "alertContextVersion": "1.0",
-    }
-    if resolved is not None:
-        essentials["resolvedDateTime"] = _stamp(resolved)
-    context = {
-        "properties": None,
-        "conditionType": "SingleResourceMultipleMetricCriteria",
-        "condition": {
-            "windowSize": "PT5M",
-            "allOf": [
-                {
-                    "metricName": "Percentage CPU",
-                    "metricNamespace": "Microsoft.Compute/virtualMachines",
-                    "operator": "GreaterThan",
-                    "threshold": "90",
-                    "timeAggregation": "Average",
-                    "dimensions": [],
-                    "metricValue": 97.5 if condition == "Fired" else 42.0,
-                }
-            ],
-            "windowStartTime": _stamp(fired),
-            "windowEndTime": _stamp(resolved or fired),
-        },
-    }
-    return {
-        "schemaId": "azureMonitorCommonAlertSchema",
-        "data": {"essentials": essentials, "alertContext": context, "customProperties": None},
-    }
 
 
 @dataclass(frozen=True)
