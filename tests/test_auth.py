@@ -66,8 +66,7 @@ from tests.tokens import (
     v2_issuer,
 )
 
-# The fixtures live in tests/auth_fixtures.py for reuse; this registers them even before
-# conftest.py does (registering a plugin twice is harmless).
+# The fixtures live in tests/auth_fixtures.py, registered by tests/conftest.py.
 
 # --------------------------------------------------------------------------- the table
 

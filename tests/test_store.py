@@ -27,8 +27,6 @@ WEIRD_CIS = (
     "n" * 2048,
 )
 
-pytest_plugins = ("tests.workitem_fixtures",)
-
 
 class Counter:
     """Counts the HTTP requests a client sends (raw_request_hook)."""

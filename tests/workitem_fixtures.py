@@ -1,4 +1,4 @@
-"""Fixtures and helpers for work item tests (register with ``pytest_plugins``).
+"""Fixtures and helpers for work item tests (registered by tests/conftest.py).
 
 - ``workitem_env``: the storage account (Azurite) plus the settings `get_settings()` needs,
   with the lifecycle settings at their defaults; returns a ``WorkItemEnv`` to change them,
