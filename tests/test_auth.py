@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import logging
 import socket
@@ -22,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 import shared.auth as auth
 from shared.auth import (
@@ -1132,3 +1136,143 @@ def test_header_cache_is_bounded(
         assert _status(verifier, bogus, ingest_policy) == (401, "unknown_kid")
     assert len(verifier._headers) <= auth._HEADER_CACHE_SIZE
     assert _status(verifier, bearer(signing_key.sign(claims)), ingest_policy) == (200, "ok")
+
+
+def _resign(token: str, sign: Callable[[bytes], bytes]) -> str:
+    """The token's header and payload with the signature ``sign`` makes over them."""
+    header, payload, _ = token.split(".")
+    return f"{header}.{payload}.{b64url(sign(f'{header}.{payload}'.encode()))}"
+
+
+def test_header_cache_never_skips_the_header_checks(
+    verifier: TokenVerifier,
+    ingest_policy: AccessPolicy,
+    signing_key: SigningKey,
+    other_signing_key: SigningKey,
+    fake_clock: FakeClock,
+) -> None:
+    """Once a valid header is cached, a token with any other header is checked in full,
+    and a token that reuses the cached header still needs its own valid signature."""
+    valid = signing_key.sign(v1_claims(now=fake_clock()))
+    assert _status(verifier, bearer(valid), ingest_policy) == (200, "ok")
+    cached = {valid.split(".")[0].encode(): signing_key.kid}
+    assert verifier._headers == cached
+    kid = signing_key.kid
+    claims = v1_claims(now=fake_clock())
+    forged = [
+        (forge_none(claims, kid=kid), "unsupported_algorithm"),
+        (forge_hs256(claims, signing_key.public_pem(), kid=kid), "unsupported_algorithm"),
+        (signing_key.sign(claims, algorithm="RS512"), "unsupported_algorithm"),
+        (forge_header(claims, {"alg": "RS256", "kid": kid, "crit": ["exp"]}), "unsupported_header"),
+        (forge_header(claims, {"alg": "RS256"}), "missing_kid"),
+        (forge_header(claims, {"alg": "RS256", "kid": 1}), "missing_kid"),
+    ]
+    for token, error in forged:
+        assert _status(verifier, bearer(token), ingest_policy) == (401, error), token
+    assert verifier._headers == cached  # nothing that failed the header checks is kept
+    # The cached header on a new payload: signed by another key, or not signed at all.
+    fresh = signing_key.sign(v1_claims(now=fake_clock()))
+    assert fresh.split(".")[0] == valid.split(".")[0]
+
+    def other_key(data: bytes) -> bytes:
+        return other_signing_key.private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+    assert _status(verifier, bearer(_resign(fresh, other_key)), ingest_policy) == (
+        401,
+        "invalid_signature",
+    )
+    unsigned = bearer(fresh.rsplit(".", 1)[0] + ".")
+    assert _status(verifier, unsigned, ingest_policy) == (401, "invalid_signature")
+    assert _status(verifier, bearer(fresh), ingest_policy) == (200, "ok")
+
+
+def test_signature_is_rs256_over_the_exact_signing_input(
+    verifier: TokenVerifier,
+    ingest_policy: AccessPolicy,
+    signing_key: SigningKey,
+    fake_clock: FakeClock,
+) -> None:
+    """The verifier hashes the signing input itself (hashlib) and checks the signature
+    against that digest: only PKCS#1 v1.5 with SHA-256 over exactly those bytes passes."""
+    private = signing_key.private_key
+    token = signing_key.sign(v1_claims(now=fake_clock()))
+
+    def sha512(data: bytes) -> bytes:
+        return private.sign(data, padding.PKCS1v15(), hashes.SHA512())
+
+    def pss(data: bytes) -> bytes:
+        pss_padding = padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.DIGEST_LENGTH)
+        return private.sign(data, pss_padding, hashes.SHA256())
+
+    def hashed_twice(data: bytes) -> bytes:
+        return private.sign(hashlib.sha256(data).digest(), padding.PKCS1v15(), hashes.SHA256())
+
+    def other_input(data: bytes) -> bytes:
+        return private.sign(b"Bearer " + data, padding.PKCS1v15(), hashes.SHA256())
+
+    def prehashed(data: bytes) -> bytes:  # RS256 itself, the digest computed here
+        return private.sign(
+            hashlib.sha256(data).digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256())
+        )
+
+    for sign in (sha512, pss, hashed_twice, other_input):
+        assert _status(verifier, bearer(_resign(token, sign)), ingest_policy) == (
+            401,
+            "invalid_signature",
+        ), sign.__name__
+    assert _status(verifier, bearer(_resign(token, prehashed)), ingest_policy) == (200, "ok")
+
+
+def test_a_cached_header_with_an_unknown_kid_still_refreshes_the_keys(
+    verifier: TokenVerifier,
+    ingest_policy: AccessPolicy,
+    mint: Mint,
+    other_signing_key: SigningKey,
+    jwks_server: JwksServer,
+    fake_clock: FakeClock,
+) -> None:
+    """The header cache keeps a header's kid, never its key: every token looks its kid up
+    in the key set, and an unknown kid refreshes it at the usual bounded rate."""
+    assert _status(verifier, bearer(mint()), ingest_policy) == (200, "ok")
+    assert jwks_server.request_count == 1
+    fake_clock.advance(TEST_REFRESH_INTERVAL)
+    first = mint(key=other_signing_key)
+    assert _status(verifier, bearer(first), ingest_policy) == (401, "unknown_kid")
+    assert jwks_server.request_count == 2
+    assert verifier._headers[first.split(".")[0].encode()] == other_signing_key.kid
+    jwks_server.rotate(other_signing_key, keep_old=True)
+    # Same header, new payload: within the interval no refresh, so still unknown ...
+    again = mint(key=other_signing_key)
+    assert again.split(".")[0] == first.split(".")[0]
+    assert _status(verifier, bearer(again), ingest_policy) == (401, "unknown_kid")
+    assert jwks_server.request_count == 2
+    # ... and one interval later the refresh finds the key.
+    fake_clock.advance(TEST_REFRESH_INTERVAL)
+    assert _status(verifier, bearer(again), ingest_policy) == (200, "ok")
+    assert jwks_server.request_count == 3
+
+
+def test_the_first_cache_hit_reuses_the_policy_decision(
+    verifier: TokenVerifier,
+    ingest_policy: AccessPolicy,
+    mint: Mint,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fresh verification records the policy it passed; another policy is still judged."""
+    header = bearer(mint())
+    verifier.verify(header, ingest_policy)
+    judged: list[AccessPolicy] = []
+    real_authorize = auth._authorize
+
+    def spy(principal: Principal, policy: AccessPolicy) -> None:
+        judged.append(policy)
+        real_authorize(principal, policy)
+
+    monkeypatch.setattr(auth, "_authorize", spy)
+    verifier.verify(header, ingest_policy)
+    assert judged == []
+    strict = AccessPolicy(audiences=(AUDIENCE_URI,), required_roles=("Admin",))
+    with pytest.raises(AuthError) as info:
+        verifier.verify(header, strict)
+    assert info.value.error == "missing_role"
+    assert judged == [strict]
