@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shared.alerts.values import as_list, ci_get, escaped_weight, text, utf8_safe
+from shared.alerts.values import as_list, ci_get, escaped_weight, plain, text, utf8_safe
 
 AZURE_RESOURCE = "azureResource"
 NAME = "name"
@@ -45,6 +45,17 @@ def parse_resource_id(resource_id: str) -> dict[str, Any] | None:
         "resourceType": resource_type,
         "name": name,
     }
+
+
+def subscription_id(resource_id: str) -> str | None:
+    """`parse_resource_id(resource_id)["subscriptionId"]` (None when not an ARM id), without
+    parsing the rest: normalize needs only this from the rule and alert ids."""
+    if resource_id[:15].lower() == "/subscriptions/":
+        sub, slash, _ = resource_id[15:].partition("/")
+        if sub and slash:  # not the last segment: untouched by the general parse's strip()
+            return sub.lower()
+    parts = _parse(resource_id)
+    return None if parts is None else parts[0]
 
 
 def _parse(resource_id: str, lowered: str | None = None) -> ResourceParts | None:
@@ -187,7 +198,7 @@ def collect(
             key = "/" + "/".join(p for p in key.split("/") if p)
         if key in keys:
             continue
-        weight = len(key) if key.isascii() and key.isprintable() else escaped_weight(key)
+        weight = len(key) if plain(key) else escaped_weight(key)
         if weight > MAX_KEY_WEIGHT or len(items) >= MAX_ITEMS or used + weight > KEYS_BUDGET:
             omitted += 1
             continue

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
+from shared.alerts.values import plain
+
 # The portal's own "Copy link" form for an alert instance. Microsoft documents no URL
 # format; this is the one the portal produces (and that integrations use).
 PORTAL_ALERT_URL = (
     "https://portal.azure.com/#view/Microsoft_Azure_Monitoring_Alerts/AlertDetails.ReactView"
-    "/alertId~/{}"
+    "/alertId~/"
 )
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.~/-]*\Z")  # characters quote(safe="") leaves alone, and /
@@ -34,7 +36,7 @@ def safe_url(value: object, max_len: int = MAX_LINK) -> str | None:
     head = s[:8].lower()
     if not (head.startswith("https://") or head.startswith("http://")) or len(s) < 10:
         return None
-    if not (s.isascii() and s.isprintable()) or " " in s:
+    if " " in s or not plain(s):
         return None
     return s
 
@@ -47,7 +49,7 @@ def portal_link(alert_id: str) -> str | None:
         encoded = alert_id.replace("/", "%2F")
     else:
         encoded = quote(alert_id, safe="")
-    url = PORTAL_ALERT_URL.format(encoded)
+    url = PORTAL_ALERT_URL + encoded
     return url if len(url) <= MAX_LINK + 1024 else None
 
 
@@ -57,7 +59,10 @@ def search_links(contexts: list[dict[str, Any]], keys: tuple[str, ...]) -> list[
     used = 0
     for ctx in contexts:
         for key in keys:
-            url = safe_url(ctx.get(key))
+            value = ctx.get(key)
+            if value in links:  # Azure repeats links under several keys: checked once
+                continue
+            url = safe_url(value)
             if url is None or url in links:
                 continue
             if len(links) >= MAX_SEARCH_LINKS:

@@ -17,7 +17,7 @@ from shared.alerts.errors import INVALID_FIELD, MISSING_FIELD, SchemaError
 from shared.alerts.payload import COMMON_SCHEMA_ID, check_common_schema
 from shared.alerts.summaries import headline, summarize
 from shared.alerts.timestamps import format_timestamp, timestamp
-from shared.alerts.values import Budget, Keys, escaped_weight, text
+from shared.alerts.values import Budget, Keys, escaped_weight, plain, text
 from shared.alerts.version import SCHEMA_VERSION
 
 MAX_ALERT_ID = 1024  # escaped characters; real ones are ~100-300
@@ -59,8 +59,7 @@ def _alert_id(value: object) -> str:
     if (
         isinstance(value, str)
         and 0 < len(value) <= MAX_ALERT_ID
-        and value.isascii()
-        and value.isprintable()
+        and plain(value)
         and not value.isspace()
     ):
         return value  # the usual case, checked in one go
@@ -88,14 +87,13 @@ def _subscription_id(
 ) -> str | None:
     """The subscription from the ARM ids: rule, targets and CIs (in CI order), alert."""
     if alert_rule_id is not None:
-        parts = configuration_items.parse_resource_id(alert_rule_id)
-        if parts is not None:
-            return str(parts["subscriptionId"])
+        sub = configuration_items.subscription_id(alert_rule_id)
+        if sub is not None:
+            return sub
     for ci in cis:
         if ci["subscriptionId"] is not None:
             return str(ci["subscriptionId"])
-    parts = configuration_items.parse_resource_id(alert_id)
-    return None if parts is None else str(parts["subscriptionId"])
+    return configuration_items.subscription_id(alert_id)
 
 
 def normalize(
@@ -176,7 +174,7 @@ def normalize(
         "configurationItemsOmitted": omitted,
         "summary": {
             "type": extract.type,
-            "title": headline(extract.title, alert_rule, service and f"{service} alert"),
+            "title": headline(extract.title, alert_rule, service),
             "fields": extract.fields,
         },
         "lifecycle": extract.lifecycle,

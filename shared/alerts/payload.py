@@ -79,7 +79,27 @@ def parse_payload(body: bytes | bytearray | memoryview | str) -> dict[str, Any]:
             EMPTY_BODY, "The request body is empty; expected a common alert schema JSON object."
         )
     try:
-        payload = _DECODER.decode(text)
+        # raw_decode skips decode()'s two whitespace regex matches; anything unusual
+        # (leading whitespace, trailing data, every error) takes the general path below.
+        payload, end = _DECODER.raw_decode(text)
+    except (ValueError, RecursionError):
+        payload = _decode(text)
+    else:
+        if end != len(text) and text[end:].strip(" \t\n\r"):
+            payload = _decode(text)  # raises "Extra data"
+    if not isinstance(payload, dict):
+        kind = _JSON_KINDS.get(type(payload), "not an object")
+        raise SchemaError(
+            NOT_AN_OBJECT,
+            f"The request body is {kind}; expected a common alert schema JSON object.",
+        )
+    check_common_schema(payload)
+    return payload
+
+
+def _decode(text: str) -> Any:
+    try:
+        return _DECODER.decode(text)
     except RecursionError:
         raise SchemaError(
             NESTING_TOO_DEEP, "The request body is nested too deeply to be an alert."
@@ -92,15 +112,7 @@ def parse_payload(body: bytes | bytearray | memoryview | str) -> dict[str, Any]:
         ) from None
     except ValueError:
         # Only the int digit limit raises a plain ValueError: retry keeping such numbers.
-        payload = _decode_keeping_huge_ints(text)
-    if not isinstance(payload, dict):
-        kind = _JSON_KINDS.get(type(payload), "not an object")
-        raise SchemaError(
-            NOT_AN_OBJECT,
-            f"The request body is {kind}; expected a common alert schema JSON object.",
-        )
-    check_common_schema(payload)
-    return payload
+        return _decode_keeping_huge_ints(text)
 
 
 def _decode_keeping_huge_ints(text: str) -> Any:

@@ -36,16 +36,16 @@ _MONTHS = {
         start=1,
     )
 }
+_FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
 _UTC_SUFFIXES = frozenset((None, "Z", "z", "UTC", "GMT", "+00:00", "+0000", "+00", "-00:00"))
 
 
 def format_timestamp(dt: datetime) -> str:
     """`dt` in the output format; a naive datetime is taken as UTC."""
-    if dt.tzinfo is UTC:
-        return dt.isoformat(timespec="microseconds")[:-6] + "Z"
-    if dt.tzinfo is not None and dt.utcoffset():
+    if dt.tzinfo is not None and dt.tzinfo is not UTC and dt.utcoffset():
         dt = dt.astimezone(UTC)
-    return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # %-formatting of the fields: about half the cost of isoformat(timespec=...)
+    return _FORMAT % (dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond)
 
 
 def parse_timestamp(value: object) -> datetime | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.alerts.summaries import activity_log, logs, metric, other
 from shared.alerts.summaries.common import TITLE_CAP, Extract
-from shared.alerts.values import lower_keys, text
+from shared.alerts.values import lower_keys, plain, text
 
 __all__ = ["SUMMARY_TYPES", "Extract", "headline", "summarize"]
 
@@ -137,11 +137,14 @@ def summarize(service: str | None, context: object) -> Extract:
     return builder(context)
 
 
-def headline(title: str | None, *fallbacks: str | None) -> str:
-    """A one-line title of at most TITLE_CAP characters; never empty."""
-    for candidate in (title, *fallbacks):
+def headline(title: str | None, alert_rule: str | None, service: str | None) -> str:
+    """A one-line title of at most TITLE_CAP characters, never empty: the summary's own,
+    else the alert rule, else "<service> alert"."""
+    if title and len(title) <= TITLE_CAP and plain(title):  # the usual case
+        return title
+    for candidate in (title, alert_rule, service and f"{service} alert"):
         if candidate:
-            if len(candidate) <= TITLE_CAP and candidate.isascii() and candidate.isprintable():
+            if len(candidate) <= TITLE_CAP and plain(candidate):
                 return candidate
             line = text(" ".join(candidate.split()), TITLE_CAP)
             if line:

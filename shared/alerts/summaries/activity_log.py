@@ -100,10 +100,14 @@ RESOURCE_HEALTH = Keys(
 )
 
 
-def _common(ctx: dict[str, Any]) -> dict[str, Any]:
+def _common(ctx: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The activity fields, and the event's own time (None when it does not parse)."""
     authorization = AUTHORIZATION.of(ctx.get("authorization"))
-    event_time = ctx.get("eventTimestamp")
-    return {
+    raw_time = ctx.get("eventTimestamp")
+    # Parsed once for both the field (as moment() would give it: kept as sent, for display,
+    # when it does not parse) and Extract.event_time (None then).
+    event_time = timestamp(raw_time)
+    fields = {
         "operationName": text(ctx.get("operationName"), 256),
         "status": text(ctx.get("status"), 64),
         "subStatus": text(ctx.get("subStatus"), 128),
@@ -114,7 +118,7 @@ def _common(ctx: dict[str, Any]) -> dict[str, Any]:
         "correlationId": text(ctx.get("correlationId"), 128),
         "eventDataId": text(ctx.get("eventDataId"), 128),
         "operationId": text(ctx.get("operationId"), 128),
-        "eventTimestamp": moment(event_time),
+        "eventTimestamp": event_time if event_time is not None else text(raw_time, 64),
         "submissionTimestamp": moment(ctx.get("submissionTimestamp")),
         "authorization": None
         if authorization is None
@@ -123,6 +127,7 @@ def _common(ctx: dict[str, Any]) -> dict[str, Any]:
             "scope": text(authorization.get("scope"), 512),
         },
     }
+    return fields, event_time
 
 
 def _claims(value: object, b: Budget) -> Any:
@@ -141,20 +146,10 @@ def _copy(value: object, b: Budget, decode: tuple[str, ...] = ()) -> Any:
     return b.copy(value, depth=4, max_items=20, cap=512)
 
 
-def _extract(
-    kind: str,
-    title: str | None,
-    fields: dict[str, Any],
-    lifecycle: dict[str, Any] | None = None,
-) -> Extract:
-    # eventTimestamp is normalized, or kept as sent when it did not parse (then None here)
-    return Extract(kind, title, fields, lifecycle, event_time=timestamp(fields["eventTimestamp"]))
-
-
 def build_administrative(raw: dict[str, Any]) -> Extract:
     ctx = CONTEXT.view(raw)
     b = Budget(FREE_FORM_BUDGET)
-    fields = _common(ctx)
+    fields, event_time = _common(ctx)
     fields["properties"] = _copy(ctx.get("properties"), b)
     fields["claims"] = _claims(ctx.get("claims"), b)
     title = f"{fields['operationName'] or 'Activity log event'}"
@@ -162,13 +157,13 @@ def build_administrative(raw: dict[str, Any]) -> Extract:
         title += f" by {fields['caller']}"
     if fields["status"]:
         title += f": {fields['status']}"
-    return _extract("activityLog", title, fields)
+    return Extract("activityLog", title, fields, event_time=event_time)
 
 
 def build_policy(raw: dict[str, Any]) -> Extract:
     ctx = CONTEXT.view(raw)
     b = Budget(FREE_FORM_BUDGET)
-    fields = _common(ctx)
+    fields, event_time = _common(ctx)
     properties = POLICY.of(ctx.get("properties")) or {}
     policies = decode_embedded_json(properties.get("policies"))
     policy_list = as_list(policies)
@@ -184,12 +179,12 @@ def build_policy(raw: dict[str, Any]) -> Extract:
         title += f" {effect or 'event'}: {text(name, 128) or '?'}"
     if fields["operationName"]:
         title += f" ({fields['operationName']})"
-    return _extract("policy", title, fields)
+    return Extract("policy", title, fields, event_time=event_time)
 
 
 def build_autoscale(raw: dict[str, Any]) -> Extract:
     ctx = CONTEXT.view(raw)
-    fields = _common(ctx)
+    fields, event_time = _common(ctx)
     properties = AUTOSCALE.of(ctx.get("properties")) or {}
     profile = PROFILE.of(decode_embedded_json(properties.get("activeAutoscaleProfile")))
     capacity = CAPACITY.of(profile.get("Capacity")) if profile else None
@@ -215,13 +210,13 @@ def build_autoscale(raw: dict[str, Any]) -> Extract:
     )
     short = resource.rstrip("/").rsplit("/", 1)[-1] if resource else "resource"
     title = f"Autoscale of {short or resource}: {show(old)} to {show(new)} instances"
-    return _extract("autoscale", title, fields)
+    return Extract("autoscale", title, fields, event_time=event_time)
 
 
 def build_security(raw: dict[str, Any]) -> Extract:
     ctx = CONTEXT.view(raw)
     b = Budget(FREE_FORM_BUDGET)
-    fields = _common(ctx)
+    fields, event_time = _common(ctx)
     properties = SECURITY.of(ctx.get("properties")) or {}
     fields["properties"] = _copy(properties, b, decode=("remediationSteps",))
     what = text(properties.get("category") or properties.get("threatName"), 128)
@@ -232,13 +227,13 @@ def build_security(raw: dict[str, Any]) -> Extract:
         title += f" on {where}"
     if state:
         title += f" ({state})"
-    return _extract("security", title, fields)
+    return Extract("security", title, fields, event_time=event_time)
 
 
 def build_recommendation(raw: dict[str, Any]) -> Extract:
     ctx = CONTEXT.view(raw)
     b = Budget(FREE_FORM_BUDGET)
-    fields = _common(ctx)
+    fields, event_time = _common(ctx)
     properties = RECOMMENDATION.of(ctx.get("properties")) or {}
     fields["properties"] = _copy(properties, b)
     category = text(properties.get("recommendationCategory"), 64)
@@ -249,7 +244,7 @@ def build_recommendation(raw: dict[str, Any]) -> Extract:
     if details:
         title += f" ({', '.join(details)})"
     title += f": {name or fields['operationName'] or '?'}"
-    return _extract("recommendation", title, fields)
+    return Extract("recommendation", title, fields, event_time=event_time)
 
 
 def _impacted_services(value: object) -> list[dict[str, Any]]:
@@ -271,7 +266,7 @@ def _impacted_services(value: object) -> list[dict[str, Any]]:
 
 def build_service_health(raw: dict[str, Any]) -> Extract:
     ctx = CONTEXT.view(raw)
-    fields = _common(ctx)
+    fields, event_time = _common(ctx)
     p = SERVICE_HEALTH.of(ctx.get("properties")) or {}
     tracking_id = text(p.get("trackingId"), 128)
     stage = text(p.get("stage"), 64)
@@ -299,12 +294,12 @@ def build_service_health(raw: dict[str, Any]) -> Extract:
     if stage:
         title += f" ({stage})"
     lifecycle = {"kind": "serviceHealth", "trackingId": tracking_id, "stage": stage}
-    return _extract("serviceHealth", title, fields, lifecycle)
+    return Extract("serviceHealth", title, fields, lifecycle, event_time=event_time)
 
 
 def build_resource_health(raw: dict[str, Any]) -> Extract:
     ctx = CONTEXT.view(raw)
-    fields = _common(ctx)
+    fields, event_time = _common(ctx)
     p = RESOURCE_HEALTH.of(ctx.get("properties")) or {}
     current = text(p.get("currentHealthStatus"), 64)
     previous = text(p.get("previousHealthStatus"), 64)
@@ -326,4 +321,4 @@ def build_resource_health(raw: dict[str, Any]) -> Extract:
         "currentHealthStatus": current,
         "previousHealthStatus": previous,
     }
-    return _extract("resourceHealth", title, fields, lifecycle)
+    return Extract("resourceHealth", title, fields, lifecycle, event_time=event_time)
