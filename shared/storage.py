@@ -8,11 +8,13 @@ for the clients our code creates, so one set of settings serves both.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
 import requests
 import requests.adapters
+import requests.auth
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
@@ -41,8 +43,33 @@ _RETRIES = 2
 _POOL_SIZE = 64
 
 
+class _SdkAuth(requests.auth.AuthBase):
+    """The SDK signs each request itself; this only stops requests looking for a .netrc.
+
+    Without an auth of its own, requests stats ~/.netrc and ~/_netrc on every request:
+    about a tenth of the CPU a storage call costs us.
+    """
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+# What requests reads from the environment (any case). Where none is set, as in Azure's
+# workers, it is told not to look: it would scan every variable on every request, which in
+# a Functions worker's large environment costs about a tenth of a storage call's CPU.
+_REQUESTS_ENVIRONMENT = frozenset(
+    ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle", "curl_ca_bundle")
+)
+
+
+def _environment_matters() -> bool:
+    return any(name.lower() in _REQUESTS_ENVIRONMENT for name in os.environ)
+
+
 def _transport() -> RequestsTransport:
     session = requests.Session()
+    session.auth = _SdkAuth()
+    session.trust_env = _environment_matters()
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

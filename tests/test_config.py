@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import logging
+import os
+import threading
+from pathlib import Path
 
 import pytest
+import requests
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from shared import storage
@@ -180,3 +185,75 @@ def test_setting_names_cover_everything_read() -> None:
         # Derived only when the connection string is absent.
         "AzureWebJobsStorage__accountName",
     }
+
+
+def test_storage_transport_never_sends_netrc_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK signs requests itself; a .netrc entry for the storage host must not leak in
+    (requests would add it, and stat the file on every request to find out)."""
+    seen: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    url = f"http://127.0.0.1:{server.server_port}/"
+    try:
+        requests.get(url, timeout=5)  # plain requests picks the entry up
+        storage._transport().session.get(url, timeout=5)
+    finally:
+        server.shutdown()
+    assert seen[0] is not None
+    assert seen[0].startswith("Basic ")
+    assert seen[1] is None
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "http_proxy", "REQUESTS_CA_BUNDLE"])
+def test_storage_transport_reads_the_environment_only_when_it_concerns_requests(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.lower() in storage._REQUESTS_ENVIRONMENT:
+            monkeypatch.delenv(name)
+    assert storage._transport().session.trust_env is False
+    monkeypatch.setenv(variable, "http://127.0.0.1:3128" if "PROXY" in variable.upper() else "/x")
+    assert storage._transport().session.trust_env is True
+
+
+def test_storage_transport_goes_through_a_configured_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy set in the environment is honoured (the transport reads it when present)."""
+    seen: list[str] = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)  # a proxy is sent the absolute URL
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        storage._transport().session.get("http://storage.invalid/table", timeout=5)
+    finally:
+        server.shutdown()
+    assert seen == ["http://storage.invalid/table"]
