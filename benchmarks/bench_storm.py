@@ -9,9 +9,9 @@ valid token (verified against a local JWKS server), queued by ingest, then drain
 host harness with host.json's concurrency (batchSize + newBatchThreshold in flight) into
 the work item tables. Azurite is started here and shared by both runs.
 
-Floor, measured in the same run with the same SDK and concurrency: the same number of raw
-queue sends (24 at once), then a drain through the same harness by a function that does
-one table upsert per message (receive, upsert, delete). Target: our throughput (events
+Floor, measured in the same run with the same SDK, HTTP settings and concurrency: the same
+number of raw queue sends (24 at once), then a drain through the same harness by a function
+that does one table upsert per message (receive, upsert, delete). Target: our throughput (events
 per second, both phases) at least 0.5x the floor's. Verified at the end: the tables hold
 exactly N work items, all Resolved, each with one occurrence. Exit 1 on a miss.
 """
@@ -39,7 +39,7 @@ import psutil  # type: ignore[import-untyped]
 from azure.data.tables import TableServiceClient, UpdateMode
 from azure.storage.queue import QueueClient
 
-from shared import table_keys
+from shared import storage, table_keys
 from tests.alert_factory import metric_alert_payload
 from tests.azurite import Azurite
 from tests.harness import FunctionsHost, QueueRunStats, QueueSettings
@@ -134,9 +134,9 @@ def fresh_app() -> func.FunctionApp:
 def floor_app(connection_string: str) -> func.FunctionApp:
     """One table upsert per message: the least a queue-to-table processor can do."""
     app = func.FunctionApp()
-    table = TableServiceClient.from_connection_string(connection_string).get_table_client(
-        FLOOR_TABLE
-    )
+    table = TableServiceClient.from_connection_string(
+        connection_string, **storage._table_options()
+    ).get_table_client(FLOOR_TABLE)
 
     @app.function_name("floor")
     @app.queue_trigger(arg_name="msg", queue_name=FLOOR_QUEUE, connection="AzureWebJobsStorage")
@@ -223,7 +223,11 @@ def main() -> int:
     )
     args = parser.parse_args()
     os.chdir(Path(__file__).resolve().parent.parent)
-    # 24 threads share clients whose pools hold 10 connections: urllib3 says so per request.
+    # Azure's Python workers set neither; where they are set (this machine: for its TLS
+    # proxy), requests stats the bundle on every call, on both sides, for plain-HTTP Azurite.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        os.environ.pop(name, None)
+    # The harness's own clients pool 10 connections for 24 threads: urllib3 says so per request.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
     events = storm(args.alerts, args.duplicates, args.vms, args.rules, args.seed)
@@ -271,7 +275,10 @@ def main() -> int:
         TableServiceClient.from_connection_string(server.connection_string).create_table(
             FLOOR_TABLE
         )
-        queue = QueueClient.from_connection_string(server.connection_string, FLOOR_QUEUE)
+        # The floor's clients use the app's HTTP settings (pool size, retries, timeouts).
+        queue = QueueClient.from_connection_string(
+            server.connection_string, FLOOR_QUEUE, **storage._queue_options()
+        )
         queue.create_queue()
         failed: list[str] = []
         waves = [bodies[i : i + args.wave] for i in range(0, len(bodies), args.wave)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,9 @@ from shared.config import ALERTS_QUEUE, CLAIM_CHECK_CONTAINER, StorageSettings
 MESSAGE_ENCODING = "none"
 # Azure Storage's limit is 64 KiB of (XML-escaped) message text; keep headroom.
 MAX_INLINE_MESSAGE_BYTES = 60 * 1024
+# A table property holds at most 64 KiB of binary; a deflated envelope above this goes to
+# a blob instead (rare: JSON alerts deflate about 5 to 10 times).
+MAX_TABLE_PAYLOAD_BYTES = 60 * 1024
 
 
 class QueueUnavailable(Exception):
@@ -68,6 +72,15 @@ class QueuedAlert:
     alert: dict[str, Any]
     raw: Any  # the payload as Azure Monitor sent it (parsed JSON)
     ref: PayloadRef | None  # set when the envelope came through a claim check
+    text: str | None = None  # the message text when the envelope came inline
+
+
+@dataclass(frozen=True)
+class DeflatedEnvelope:
+    """An inline envelope, deflated to fit a table property (the history entry keeps it)."""
+
+    data: bytes  # zlib stream of the message text (JSON: {"alert": ..., "raw": ...})
+    sha256: str  # of the message text itself
 
 
 def _dumps(value: Any) -> str:
@@ -183,11 +196,34 @@ def decode(settings: StorageSettings, text: str) -> QueuedAlert:
     alert = message.get("alert") if isinstance(message, dict) else None
     if not isinstance(alert, dict):
         raise CorruptMessage("message has no 'alert' object")
-    return QueuedAlert(alert=alert, raw=message.get("raw"), ref=ref)
+    return QueuedAlert(
+        alert=alert, raw=message.get("raw"), ref=ref, text=text if ref is None else None
+    )
+
+
+def deflated(queued: QueuedAlert) -> DeflatedEnvelope | None:
+    """The inline envelope compressed for a table property; None if it needs a blob.
+
+    Keeping the raw payload in the event's history entry costs nothing on the way: it rides
+    in the group's transaction, where a blob would be one more request per event.
+    """
+    if queued.text is None:
+        return None
+    text = queued.text.encode("utf-8")
+    data = zlib.compress(text, 6)
+    if len(data) > MAX_TABLE_PAYLOAD_BYTES:
+        return None
+    return DeflatedEnvelope(data, hashlib.sha256(text).hexdigest())
+
+
+def inflate(data: bytes) -> Any:
+    """The envelope a history entry's `payload` property holds (see `deflated`)."""
+    return json.loads(zlib.decompress(data))
 
 
 def ensure_stored(settings: StorageSettings, queued: QueuedAlert) -> PayloadRef:
-    """A blob pointer to the envelope, uploading it if it came inline.
+    """A blob pointer to the envelope, uploading it if it came inline (and is too big to
+    keep in a table property: `deflated`).
 
     The name is content-addressed, so a retried message rewrites the same blob.
     """

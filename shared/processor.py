@@ -58,6 +58,12 @@ def handle(text: str, dequeue_count: int, message_id: str | None) -> None:
         raise PermanentAlertError(f"alert {alert_id}: {exc}") from exc
 
     def facts() -> dict[str, Any]:
+        # The raw payload stays reachable: in the history entry, or in a blob if too big.
+        envelope = alert_queue.deflated(queued)
+        if envelope is not None:
+            return workitem_rows.event_facts(
+                queued.alert, event, None, envelope.sha256, message_id, payload=envelope.data
+            )
         ref = alert_queue.ensure_stored(settings.storage, queued)
         return workitem_rows.event_facts(
             queued.alert, event, f"{ref.container}/{ref.blob}", ref.sha256, message_id

@@ -40,7 +40,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared import storage, table_batch, table_keys, workitem_index, workitem_rows
-from shared.alert_events import Ci, Event, GroupKey, iso, to_micros
+from shared.alert_events import ALERT, FIRED, Ci, Event, GroupKey, iso, to_micros
 from shared.config import Settings, StorageSettings
 from shared.entity_props import SHORT_LIMIT, join_chunks, split_chunks, truncated
 from shared.workitem_index import INDEX_TABLE, IndexView, ItemFilter
@@ -64,6 +64,7 @@ from shared.workitems import (
     state_to_json,
     with_overlay,
 )
+from shared.write_coalescing import PartitionCoalescer
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ MAX_ATTEMPTS = 40  # conflicts on one group before the message goes back to the 
 CI_ATTEMPTS = 20
 CI_CACHE_SIZE = 10_000
 ROOT_CACHE_SIZE = 16_384  # group roots this process committed last: their reads are skipped
+INDEX_ETAG_CACHE_SIZE = 16_384
 ROOT_CACHE_MAX_EVENTS = 50  # big (rule-mode) states are not worth the memory
 STATE_PREFIX = "state"
 
@@ -207,12 +209,14 @@ class _LruCache(Generic[V]):
 
 _CI_CACHE: _LruCache[tuple[str, CiSeen]] = _LruCache(CI_CACHE_SIZE)
 _ROOT_CACHE: _LruCache[_Root] = _LruCache(ROOT_CACHE_SIZE)
+_INDEX_ETAGS: _LruCache[str] = _LruCache(INDEX_ETAG_CACHE_SIZE)  # rows this process wrote
 
 
 def clear_caches() -> None:
     """Forget remembered entities (after deleting tables or rows behind the app's back)."""
     _CI_CACHE.clear()
     _ROOT_CACHE.clear()
+    _INDEX_ETAGS.clear()
     _MONTHS.clear()
 
 
@@ -267,6 +271,10 @@ class WorkItemStore:
         self.policy = policy
         self._account = service.url
         self._tables = _table_clients(service)
+        # Index rows of concurrent events share a few partitions: sent together.
+        self._coalescers = {
+            name: _coalescer(self._tables[name]) for name in (INDEX_TABLE, table_keys.CMDB_TABLE)
+        }
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -375,12 +383,18 @@ class WorkItemStore:
         repair = False
         broken = 0
         index = _IndexWrites()
+        guessed = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
             # The root this process committed last saves a read, unless the event is in it
             # already: a duplicate is confirmed by the table, never by a cache.
             cached = _ROOT_CACHE.get(self._root_key(group)) if attempt == 1 else None
             if cached is not None and cached.policy == self.policy.fingerprint():
                 root = cached if merge(cached.state, event) is not None else self._read_root(group)
+            elif attempt == 1 and _probably_opens_its_group(event):
+                # Skip the read: the commit creates the root only if it is absent, and a
+                # wrong guess costs one failed request, then the usual read and retry.
+                root = _Root(GroupState(group), None, False, self.policy.fingerprint())
+                guessed = True
             else:
                 root = self._read_root(group)
             if root.etag is not None and (
@@ -402,21 +416,27 @@ class WorkItemStore:
             new = derive(merged or root.state, self.policy)
             items = tuple(sorted(i.id for i in new.items.values() if event.id in i.events))
             if merged is None:
+                if index.etags:  # a guess widened index rows for a state that is not there
+                    index.start_attempt(index.seq)
+                    self._index_after(_IndexPlan.of((), _index_views(new)), index)
                 return ApplyResult("duplicate", group, items, attempt)
             if event_facts is None:
                 event_facts = facts()
             old = derive(root.state, self.policy)
             ops = self._plan(group, old, new, event, event_facts)
-            self._touch_cis(group, root.state, event)
             seq = root.seq + 1
             plan = _index_plan(old, new, merged)
             ops = _with_index_seq(ops, plan.changed, seq)
-            self._index_before(plan, seq, index)
+            index.start_attempt(seq)
+            index_ops = self._known_etags(_index_ops(plan, seq), index)
+            rest = self._touch_cis(group, root.state, event, index_ops, index)
+            self._index_before(plan, rest, index)
             try:
                 etag = self._write_group(merged, root.etag, ops, seq)
             except _Conflict:
                 self._forget_root(group)
-                _backoff(attempt)
+                if not (guessed and attempt == 1):  # a wrong guess is no contention
+                    _backoff(attempt)
                 continue
             except _Broken as exc:
                 self._forget_root(group)
@@ -586,7 +606,8 @@ class WorkItemStore:
         seq = root.seq + 1
         ops = _with_index_seq(ops, plan.changed, seq)
         index = _IndexWrites()
-        self._index_before(plan, seq, index)
+        index.start_attempt(seq)
+        self._index_before(plan, _index_ops(plan, seq), index)
         try:
             self._write_group(root.state, root.etag, ops, seq)
         except (_Conflict, _Broken) as exc:
@@ -600,43 +621,51 @@ class WorkItemStore:
 
     # -- indexes for the work item API (docs/data-model.md, "Indexes") ------------------
 
-    def _index_before(self, plan: _IndexPlan, seq: int, writes: _IndexWrites) -> None:
-        """Before a group commit: every index row the new state needs, widened (MERGE).
-
-        Rows the commit will make obsolete are only touched (their ETag is what lets the
-        cleanup after the commit delete them without racing a later writer). Widening is
-        always safe: a row then matches the old and the new state, so no reader misses the
-        item whether or not the commit happens. Raises AzureError: nothing is committed.
-        """
-        ops: list[tuple[str, workitem_index.Key, Props]] = []
-        for key, props in plan.new.items():
-            old = plan.old.get(key)
-            if workitem_index.widens(old, props) or workitem_index.narrows(old, props):
-                ops.append(("upsert", key, {**props, "seq": seq}))
-        for key in plan.gone:
-            ops.append(("touch", key, {"seq": seq}))
-        writes.start_attempt(seq)
+    def _index_before(self, plan: _IndexPlan, ops: list[IndexOp], writes: _IndexWrites) -> None:
+        """Before a group commit: the index writes of `_index_ops` (those a CI's transaction
+        did not carry already), in parallel, keeping the ETag of each. Raises AzureError:
+        nothing is committed then."""
         for key, etag in _parallel(self._index_write, ops):
             if etag is not None:
                 writes.etags[key] = etag
         self._register_months(workitem_index.month_rows_of(plan.new))
 
-    def _index_write(self, op: tuple[str, workitem_index.Key, Props]) -> tuple[Any, str | None]:
-        action, (pk, rk), props = op
+    def _known_etags(self, ops: list[IndexOp], writes: _IndexWrites) -> list[IndexOp]:
+        """Touches (for an ETag) of rows whose current ETag this process already knows,
+        from its own last write of them, are skipped. As safe as a fresh touch: the cleanup
+        deletes the row only if nobody has written it since our write, earlier or not."""
+        rest = []
+        for op in ops:
+            known = _INDEX_ETAGS.get((self._account, "\n".join(op[1])))
+            if op[0] == "touch" and known is not None:
+                writes.etags[op[1]] = known
+            else:
+                rest.append(op)
+        return rest
+
+    def _remember_etag(self, key: workitem_index.Key, etag: str | None) -> None:
+        _INDEX_ETAGS.put((self._account, "\n".join(key)), etag)
+
+    def _index_write(self, op: IndexOp) -> tuple[Any, str | None]:
+        action, key, props = op
+        table, pk, rk = workitem_index.location(key)
         entity = {"PartitionKey": pk, "RowKey": rk, **props}
 
-        def write(t: TableClient) -> Mapping[str, Any] | None:
+        def write(_t: TableClient) -> Mapping[str, Any] | None:
             if action == "upsert":
-                return t.upsert_entity(entity, mode=UpdateMode.MERGE)
+                return self._coalesced(table, ("upsert", entity, {"mode": UpdateMode.MERGE}))
             try:
-                return t.update_entity(entity, mode=UpdateMode.MERGE)
+                return self._coalesced(table, ("update", entity, {"mode": UpdateMode.MERGE}))
             except ResourceNotFoundError as exc:
                 if _is_table_missing(exc):
                     raise
                 return None  # already gone: nothing to clean up
 
-        result = _retrying(lambda: self._call(INDEX_TABLE, write))
-        return (pk, rk), None if result is None else str(result.get("etag"))
+        result = _retrying(lambda: self._call(table, write))
+        return key, None if result is None else str(result.get("etag"))
+
+    def _coalesced(self, table: str, operation: tuple[Any, ...]) -> Mapping[str, Any]:
+        return self._coalescers[table].submit(operation)
 
     def _index_after(self, plan: _IndexPlan, writes: _IndexWrites) -> None:
         """After a group commit: delete the rows it made obsolete, narrow the open rows.
@@ -655,41 +684,42 @@ class WorkItemStore:
                 workitem_index.narrows(plan.old.get(key), props) or key in writes.earlier
             ):
                 ops.append(("replace", key, {**props, "seq": writes.seq}, etag))
+            else:
+                self._remember_etag(key, etag)  # ours, and still the row's current version
         for failure in _parallel(self._index_cleanup, ops):
             if failure:
                 log.info("index cleanup skipped: %s", failure)
 
     def _index_cleanup(self, op: tuple[str, workitem_index.Key, Props, str]) -> str:
-        action, (pk, rk), props, etag = op
+        action, key, props, etag = op
+        self._remember_etag(key, None)
         try:
             if action == "delete":
-                self._delete_if(pk, rk, etag)
+                self._delete_if(key, etag)
             else:
-                self._replace_if({"PartitionKey": pk, "RowKey": rk, **props}, etag)
+                self._remember_etag(key, self._replace_if(key, props, etag))
         except HttpResponseError as exc:  # 412: someone wrote it since; 404: gone already
-            return f"{action} {pk}/{rk}: {exc.status_code}"
+            return f"{action} {key[0]}/{key[1]}: {exc.status_code}"
         except AzureError as exc:
-            return f"{action} {pk}/{rk}: {exc}"
+            return f"{action} {key[0]}/{key[1]}: {exc}"
         return ""
 
-    def _delete_if(self, pk: str, rk: str, etag: str) -> None:
-        self._call(
-            INDEX_TABLE,
-            lambda t: t.delete_entity(
-                pk, rk, etag=etag, match_condition=MatchConditions.IfNotModified
-            ),
-        )
+    def _delete_if(self, key: workitem_index.Key, etag: str) -> None:
+        table, pk, rk = workitem_index.location(key)
+        entity = {"PartitionKey": pk, "RowKey": rk}
+        condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+        self._call(table, lambda _t: self._coalesced(table, ("delete", entity, condition)))
 
-    def _replace_if(self, entity: Props, etag: str) -> None:
-        self._call(
-            INDEX_TABLE,
-            lambda t: t.update_entity(
-                entity,
-                mode=UpdateMode.REPLACE,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            ),
-        )
+    def _replace_if(self, key: workitem_index.Key, props: Props, etag: str) -> str | None:
+        table, pk, rk = workitem_index.location(key)
+        entity = {"PartitionKey": pk, "RowKey": rk, **props}
+        options = {
+            "mode": UpdateMode.REPLACE,
+            "etag": etag,
+            "match_condition": MatchConditions.IfNotModified,
+        }
+        result = self._call(table, lambda _t: self._coalesced(table, ("update", entity, options)))
+        return result.get("etag")
 
     def _register_months(self, months: Iterable[str]) -> None:
         """The months partitions hold items of (listing by month walks only those)."""
@@ -753,16 +783,17 @@ class WorkItemStore:
         found: list[Any] = []
         position = after
         more = False
-        stale: list[tuple[Any, Any]] = []
+        stale: list[tuple[workitem_index.Key, Any, Any]] = []
         for n, (pk, kind) in enumerate(streams):
             more_here = False
+            table, stored_pk, prefix = workitem_index.location((pk, ""))
             while len(found) < top:
-                clauses = [f"PartitionKey eq '{pk}'"]
-                clauses += [c for c in (workitem_index.key_range(flt, position),) if c]
+                clauses = [f"PartitionKey eq '{stored_pk}'"]
+                clauses += [c for c in (workitem_index.key_range(flt, position, prefix),) if c]
                 server = workitem_index.server_filter(flt, stream=kind)
                 clauses += [server] if server else []
                 rows, more_here, requests = self._query_rows(
-                    INDEX_TABLE, " and ".join(clauses), top - len(found)
+                    table, " and ".join(clauses), top - len(found)
                 )
                 stats["requests"] += requests
                 stats["index_rows"] += len(rows)
@@ -772,11 +803,12 @@ class WorkItemStore:
                 stats["requests"] += len(rows)
                 stats["items_read"] += sum(1 for i in items if i is not None)
                 for row, item in zip(rows, items, strict=True):
-                    position = str(row["RowKey"])
-                    if _index_row_holds(row, item) and flt.matches(item, now):
+                    key = workitem_index.key_of(table, row)
+                    position = key[1]
+                    if _index_row_holds(key, item) and flt.matches(item, now):
                         found.append(item)
                     else:
-                        stale.append((row, item))
+                        stale.append((key, row, item))
                 if not more_here:
                     break
             if len(found) >= top:
@@ -795,7 +827,7 @@ class WorkItemStore:
 
         return [item for _, item in _parallel(read, list(item_ids))]
 
-    def _repair_index_row(self, hit: tuple[Any, Any]) -> bool:
+    def _repair_index_row(self, hit: tuple[workitem_index.Key, Any, Any]) -> bool:
         """Fix an index row a reader found stale, when that cannot race a writer.
 
         A writer stamps the rows it widens with its commit's `seq` before committing, and
@@ -807,8 +839,7 @@ class WorkItemStore:
         left alone until they are older than STALE_INDEX_GRACE_SECONDS, far longer than a
         commit takes (its requests time out in seconds).
         """
-        row, item = hit
-        pk, rk = str(row["PartitionKey"]), str(row["RowKey"])
+        key, row, item = hit
         etag = str(row.metadata.get("etag") or "")
         if not etag:
             return False
@@ -819,25 +850,25 @@ class WorkItemStore:
             if item is None:
                 if not old:
                     return False  # a commit creating the item may be in flight
-                self._delete_if(pk, rk, etag)
+                self._delete_if(key, etag)
                 return True
             if seq > _int(item.get("indexSeq")) and not old:
                 return False  # written by a commit that may still land: leave it
             view = workitem_index.view_of_entity(item)
             if view is None:
                 return False
-            wanted = workitem_index.rows(view).get((pk, rk))
-            if not _index_row_holds(row, item):
-                self._delete_if(pk, rk, etag)
+            wanted = workitem_index.rows(view).get(key)
+            if not _index_row_holds(key, item):
+                self._delete_if(key, etag)
                 return True
-            if pk == workitem_index.OPEN_PARTITION and not view.cis_complete:
+            if key[0] == workitem_index.OPEN_PARTITION and not view.cis_complete:
                 return False  # its CI list was truncated: the flags cannot be rebuilt here
             if wanted is None or not workitem_index.narrows(dict(row), wanted):
                 return False
-            self._replace_if({"PartitionKey": pk, "RowKey": rk, **wanted, "seq": seq}, etag)
+            self._replace_if(key, {**wanted, "seq": seq}, etag)
             return True
         except AzureError as exc:
-            log.info("index row %s/%s not repaired: %s", pk, rk, exc)
+            log.info("index row %s/%s not repaired: %s", key[0], key[1], exc)
             return False
 
     # -- the CMDB for the API ------------------------------------------------------------
@@ -908,18 +939,40 @@ class WorkItemStore:
             "RowKey": workitem_index.ci_name_row(name, pk),
             **workitem_index.ci_name_props(ci.data, ci.key, ci.display),
         }
-        self._call(INDEX_TABLE, lambda t: t.upsert_entity(entity, mode=UpdateMode.REPLACE))
+        operation = ("upsert", entity, {"mode": UpdateMode.REPLACE})
+        self._call(INDEX_TABLE, lambda _t: self._coalesced(INDEX_TABLE, operation))
 
     # -- CMDB ---------------------------------------------------------------------------
 
-    def _touch_cis(self, group: GroupKey, before: GroupState, event: Event) -> None:
-        """Write what the event adds to its CIs: first/last seen, spelling, the group binding."""
+    def _touch_cis(
+        self,
+        group: GroupKey,
+        before: GroupState,
+        event: Event,
+        index_ops: list[IndexOp],
+        writes: _IndexWrites,
+    ) -> list[IndexOp]:
+        """Write what the event adds to its CIs: first/last seen, spelling, the group
+        binding, and the CI's new index rows (see workitem_index.location), one transaction
+        per CI. Returns the index writes left for `_index_before`."""
+        carried: dict[str, list[IndexOp]] = {}
+        rest: list[IndexOp] = []
+        for op in index_ops:
+            table, pk, _ = workitem_index.location(op[1])
+            if op[0] == "upsert" and table == table_keys.CMDB_TABLE:
+                carried.setdefault(pk, []).append(op)
+            else:
+                rest.append(op)
         for ci in event.cis:
+            rows = carried.pop(table_keys.ci_partition(ci.key), [])
             known = before.ci(ci.key)
-            covered = ci_covered(known, ci, event.seen_time)
-            if covered:
+            if not rows and ci_covered(known, ci, event.seen_time):
                 continue  # written before the group committed what it knows about this CI
-            self._write_ci(ci, event.seen_time, group if known is None else None)
+            bind = group if known is None else None
+            writes.etags.update(self._write_ci(ci, event.seen_time, bind, rows))
+        for rows in carried.values():  # CIs of the group that this event does not name
+            rest.extend(rows)
+        return rest
 
     def _cached_ci(self, pk: str) -> tuple[str, CiSeen] | None:
         return _CI_CACHE.get((self._account, pk))
@@ -927,8 +980,11 @@ class WorkItemStore:
     def _remember_ci(self, pk: str, etag: str, seen: CiSeen | None) -> None:
         _CI_CACHE.put((self._account, pk), None if seen is None else (etag, seen))
 
-    def _write_ci(self, ci: Ci, at: int | None, bind: GroupKey | None) -> None:
-        """One transaction in the CI's partition: the CI (conditionally) and/or a group binding.
+    def _write_ci(
+        self, ci: Ci, at: int | None, bind: GroupKey | None, index_rows: Sequence[IndexOp] = ()
+    ) -> dict[workitem_index.Key, str]:
+        """One transaction in the CI's partition: the CI (conditionally), a group binding,
+        index rows of its items (MERGE); returns the index rows' ETags.
 
         The CI entity is merged like the group's record (min/max/min), with its ETag; the
         process remembers the last version it saw, and skips the write when that version
@@ -971,8 +1027,12 @@ class WorkItemStore:
                     **workitem_rows.ci_group_props(bind),
                 }
                 ops.append(("upsert", row, {"mode": UpdateMode.REPLACE}))
+            for _, key, props in index_rows:
+                _, _, rk = workitem_index.location(key)
+                entity = {"PartitionKey": pk, "RowKey": rk, **props}
+                ops.append(("upsert", entity, {"mode": UpdateMode.MERGE}))
             if not ops:
-                return
+                return {}
             if cached is None and write_row and _attempt == 0:
                 # A CI this process does not know: make sure the name index has it
                 # (immutable, idempotent; before the CI exists, so a search never misses it).
@@ -987,7 +1047,8 @@ class WorkItemStore:
                 raise
             if target is not None:
                 self._remember_ci(pk, result[0]["etag"], target)
-            return
+            answers = result[len(ops) - len(index_rows) :]
+            return {op[1]: str(a.get("etag")) for op, a in zip(index_rows, answers, strict=True)}
         raise ContentionError(f"CI {ci.key[:200]}: {CI_ATTEMPTS} conflicting attempts")
 
     def _refresh_ci(self, pk: str) -> None:
@@ -1152,7 +1213,8 @@ class WorkItemStore:
             seq = root.seq + 1
             plan = _index_plan(old, new, updated)
             ops = _with_index_seq(ops, plan.changed, seq)
-            self._index_before(plan, seq, index)
+            index.start_attempt(seq)
+            self._index_before(plan, _index_ops(plan, seq), index)
             try:
                 self._write_group(updated, root.etag, ops, seq)
             except _Conflict:
@@ -1250,6 +1312,40 @@ _MONTHS: set[tuple[str, str]] = set()  # (account, month) registered in the mont
 _POOL = ThreadPoolExecutor(max_workers=INDEX_THREADS, thread_name_prefix="store")
 
 A = TypeVar("A")
+
+
+def _coalescer(table: TableClient) -> PartitionCoalescer:
+    return PartitionCoalescer(
+        lambda ops: table_batch.submit_transaction(table, ops), lambda op: _single(table, op)
+    )
+
+
+IndexOp = tuple[str, workitem_index.Key, Props]  # ("upsert" | "touch", key, properties)
+
+
+def _index_ops(plan: _IndexPlan, seq: int) -> list[IndexOp]:
+    """The index writes before a commit: every row the new state needs, widened (MERGE),
+    and open rows that will be narrowed after the commit (for their ETag).
+
+    Rows the commit will make obsolete are only touched (their ETag is what lets the cleanup
+    after the commit delete them without racing a later writer). Widening is always safe: a
+    row then matches the old and the new state, so no reader misses the item whether or not
+    the commit happens.
+    """
+    ops: list[IndexOp] = []
+    for key, props in plan.new.items():
+        old = plan.old.get(key)
+        narrowed = key[0] == workitem_index.OPEN_PARTITION and workitem_index.narrows(old, props)
+        if workitem_index.widens(old, props) or narrowed:  # only open rows are narrowed
+            ops.append(("upsert", key, {**props, "seq": seq}))
+    ops.extend(("touch", key, {"seq": seq}) for key in plan.gone)
+    return ops
+
+
+def _probably_opens_its_group(event: Event) -> bool:
+    """In alert mode a group is one alert instance, and its Fired nearly always comes first
+    (a retry, a copy or an early Resolved are the exceptions, and cost one request)."""
+    return event.group.kind == ALERT and event.condition == FIRED
 
 
 def _parallel(fn: Callable[[A], T], items: Sequence[A]) -> list[T]:
@@ -1354,14 +1450,14 @@ def _with_index_seq(ops: list[RowOp], changed: Iterable[str], seq: int) -> list[
     return out
 
 
-def _index_row_holds(row: Mapping[str, Any], item: Mapping[str, Any] | None) -> bool:
+def _index_row_holds(key: workitem_index.Key, item: Mapping[str, Any] | None) -> bool:
     """Whether the stored item still wants this index row (its key and partition)."""
     if item is None:
         return False
     view = workitem_index.view_of_entity(item)
     if view is None:
         return False
-    pk, rk = str(row["PartitionKey"]), str(row["RowKey"])
+    pk, rk = key
     if rk != workitem_index.sort_key(view.fired_at, view.item_id):
         return False
     if pk == workitem_index.OPEN_PARTITION:

@@ -140,7 +140,31 @@ class IndexView:
         return self.state in OPEN_STATES
 
 
-Key = tuple[str, str]  # (PartitionKey, RowKey) in INDEX_TABLE
+Key = tuple[str, str]  # (PartitionKey, RowKey), as if every row were in INDEX_TABLE
+
+# A CI's item rows are kept in the CI's own `cmdb` partition, under this RowKey prefix.
+CI_ITEMS_ROW_PREFIX = "s|"
+
+
+def location(key: Key) -> tuple[str, str, str]:
+    """Where an index row is stored: (table, PartitionKey, RowKey).
+
+    The rows of one CI's items live beside the CI and its group bindings, in the CI's
+    `cmdb` partition, so that the CI's own transaction writes them: one request per CI
+    for a new item, not two. Every other row lives in INDEX_TABLE under its key.
+    """
+    pk, rk = key
+    if pk.startswith(CI_PREFIX):
+        return table_keys.CMDB_TABLE, pk[len(CI_PREFIX) :], CI_ITEMS_ROW_PREFIX + rk
+    return INDEX_TABLE, pk, rk
+
+
+def key_of(table: str, entity: Mapping[str, Any]) -> Key:
+    """The key of a stored index row (the inverse of `location`)."""
+    pk, rk = str(entity["PartitionKey"]), str(entity["RowKey"])
+    if table == table_keys.CMDB_TABLE:
+        return CI_PREFIX + pk, rk[len(CI_ITEMS_ROW_PREFIX) :]
+    return pk, rk
 
 
 def flags(view: IndexView, *, with_cis: bool) -> dict[str, bool]:
@@ -164,9 +188,13 @@ def rows(view: IndexView) -> dict[Key, dict[str, Any]]:
     """Every index row the item should have, with its content (flags true only)."""
     key = sort_key(view.fired_at, view.item_id)
     base = {"itemId": view.item_id, "firedAt": iso(view.fired_at) or ""}
-    out: dict[Key, dict[str, Any]] = {
-        (month_partition(month_of(view.fired_at)), key): {**base, **flags(view, with_cis=False)}
-    }
+    month = {**base, **flags(view, with_cis=False)}
+    if view.is_open:
+        # Flagged Resolved ahead of time: month rows only ever gain flags, so resolving
+        # (the path every alert takes) needs no write here; a listing of resolved items
+        # pays one dropped read per item still open.
+        month[STATE_FLAG + "Resolved"] = True
+    out: dict[Key, dict[str, Any]] = {(month_partition(month_of(view.fired_at)), key): month}
     if view.is_open:
         out[(OPEN_PARTITION, key)] = {**base, **flags(view, with_cis=True)}
     for ci in view.cis:
@@ -351,16 +379,17 @@ def server_filter(flt: ItemFilter, *, stream: str) -> str:
     return " and ".join(clauses)
 
 
-def key_range(flt: ItemFilter, after: str | None) -> str:
-    """RowKey bounds for firedAt in [since, until) and past the continuation position."""
-    clauses = []
+def key_range(flt: ItemFilter, after: str | None, prefix: str = "") -> str:
+    """RowKey bounds for firedAt in [since, until) and past the continuation position, for
+    rows stored under `prefix` (see `location`)."""
+    clauses = [f"RowKey gt '{prefix}' and RowKey lt '{prefix[:-1]}}}'"] if prefix else []
     if flt.until is not None:
         # firedAt <= until - 1  <=>  key >= prefix(until - 1)
-        clauses.append(f"RowKey ge '{sort_prefix(flt.until - 1)}'")
+        clauses.append(f"RowKey ge '{prefix}{sort_prefix(flt.until - 1)}'")
     if flt.since is not None:
-        clauses.append(f"RowKey lt '{sort_prefix(flt.since)}}}'")  # '}' sorts after '|'
+        clauses.append(f"RowKey lt '{prefix}{sort_prefix(flt.since)}}}'")  # '}' sorts after '|'
     if after is not None:
-        clauses.append(f"RowKey gt '{quote(after)}'")
+        clauses.append(f"RowKey gt '{prefix}{quote(after)}'")
     return " and ".join(clauses)
 
 

@@ -55,6 +55,7 @@ DELIVERY_FIELDS = (
     "messageId",
     "payloadBlob",
     "payloadSha256",
+    "payload",
     "lastPayloadBlob",
     "lastPayloadSha256",
 )
@@ -245,9 +246,15 @@ def event_facts(
     payload_blob: str | None,
     payload_sha256: str | None,
     message_id: str | None,
+    *,
+    payload: bytes | None = None,
 ) -> Props:
-    """What a history entry records about its event, within the property limits."""
-    where = payload_blob or "the queue message"
+    """What a history entry records about its event, within the property limits.
+
+    The raw payload is either in a blob (`payload_blob`) or, deflated, in the entry itself
+    (`payload`, shared.alert_queue.inflate reads it back).
+    """
+    where = payload_blob or "this event's history entry (payload)"
     summary = alert.get("summary")
     return {
         "alertId": truncated(event.alert_id, SHORT_LIMIT * 4),
@@ -279,4 +286,5 @@ def event_facts(
         "messageId": message_id,
         "payloadBlob": payload_blob,
         "payloadSha256": payload_sha256,
+        **({"payload": payload} if payload is not None else {}),
     }

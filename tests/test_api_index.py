@@ -79,8 +79,11 @@ def test_no_item_is_ever_missing_from_the_indexes(
         if str(e["RowKey"]).startswith("i|")
     ]
     index = {
-        (str(e["PartitionKey"]), str(e["RowKey"])): e
-        for e in _entities(storage, workitem_index.INDEX_TABLE)
+        workitem_index.key_of(table, e): e
+        for table in (workitem_index.INDEX_TABLE, table_keys.CMDB_TABLE)
+        for e in _entities(storage, table)
+        if table != table_keys.CMDB_TABLE
+        or str(e["RowKey"]).startswith(workitem_index.CI_ITEMS_ROW_PREFIX)
     }
     for item in stored:
         view = workitem_index.view_of_entity(item)

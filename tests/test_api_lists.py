@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared import store, workitem_index
+from shared import store, table_keys, workitem_index
 from shared.alert_events import to_micros
 from tests import alert_factory as af
 from tests.api_support import Api, api_session, ids
@@ -129,6 +129,39 @@ def test_filters(
 def test_ci_filter_takes_the_ci_id(api: Api, seeded: dict[str, str]) -> None:
     ci_id = workitem_index.ci_id(workitem_index.ci_hash(VM2.lower()))
     assert names(seeded, api.list_all(ci=ci_id)) == ["acked", "sev0-vm2"]
+
+
+def test_a_cis_item_rows_live_in_its_cmdb_partition_and_stale_ones_get_repaired(
+    api: Api, seeded: dict[str, str], storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The items of one CI are listed from the CI's own cmdb partition (where the CI's
+    transaction writes them); a stale row there is never shown and is repaired too."""
+    cmdb = TableServiceClient.from_connection_string(storage).get_table_client(
+        table_keys.CMDB_TABLE
+    )
+    ci = workitem_index.ci_hash(VM2.lower())
+    rows = list(
+        cmdb.query_entities(f"PartitionKey eq '{ci}' and RowKey gt 's|' and RowKey lt 's}}'")
+    )
+    assert sorted(str(r["itemId"]) for r in rows) == sorted([seeded["acked"], seeded["sev0-vm2"]])
+    micros = to_micros(af.at(65))
+    assert micros is not None
+    stale = workitem_index.sort_key(micros, seeded["new-sev2"])  # an item not on this CI
+    cmdb.upsert_entity(
+        {
+            "PartitionKey": ci,
+            "RowKey": workitem_index.CI_ITEMS_ROW_PREFIX + stale,
+            "itemId": seeded["new-sev2"],
+            "firedAt": af.at(65),
+            "seq": 0,
+        }
+    )
+    expected = ["acked", "sev0-vm2"]
+    assert names(seeded, api.list_all(ci=VM2, state="all")) == expected
+    monkeypatch.setattr(store, "STALE_INDEX_GRACE_SECONDS", 0)
+    assert names(seeded, api.list_all(ci=VM2, state="all")) == expected
+    left = cmdb.query_entities(f"PartitionKey eq '{ci}' and RowKey gt 's|' and RowKey lt 's}}'")
+    assert seeded["new-sev2"] not in {str(r["itemId"]) for r in left}
 
 
 def test_ci_by_a_name_two_resources_share(api: Api) -> None:
