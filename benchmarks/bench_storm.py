@@ -26,6 +26,7 @@ import os
 import random
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import azure.functions as func
 import psutil  # type: ignore[import-untyped]
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient, UpdateMode
 from azure.storage.queue import QueueClient
 
@@ -92,11 +94,28 @@ def concurrency() -> int:
     return settings.batch_size + settings.new_batch_threshold
 
 
+class RequestCounter:
+    """Storage requests sent by every SDK client in this process (azure-core's transport)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self._lock = threading.Lock()
+        original = RequestsTransport.send
+
+        def send(transport: RequestsTransport, request: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.sent += 1
+            return original(transport, request, **kwargs)
+
+        RequestsTransport.send = send  # type: ignore[method-assign]
+
+
 class Phases:
-    """Wall time, and CPU here and in Azurite, summed per phase over the waves."""
+    """Wall time, CPU here and in Azurite, and storage requests, summed per phase."""
 
     def __init__(self, azurite: psutil.Process | None) -> None:
         self.azurite = azurite
+        self.requests = RequestCounter()
         self.totals: dict[str, list[float]] = {}
 
     def _node_cpu(self) -> float:
@@ -104,19 +123,28 @@ class Phases:
 
     def run(self, label: str, fn: Callable[[], Any]) -> None:
         cpu, node, start = time.process_time(), self._node_cpu(), time.perf_counter()
+        sent = self.requests.sent
         fn()
-        spent = [time.perf_counter() - start, time.process_time() - cpu, self._node_cpu() - node]
+        spent = [
+            time.perf_counter() - start,
+            time.process_time() - cpu,
+            self._node_cpu() - node,
+            self.requests.sent - sent,
+        ]
         self.totals[label] = [
-            a + b for a, b in zip(self.totals.get(label, [0.0] * 3), spent, strict=True)
+            a + b for a, b in zip(self.totals.get(label, [0.0] * 4), spent, strict=True)
         ]
 
     def wall(self, prefix: str) -> float:
         return sum(v[0] for k, v in self.totals.items() if k.startswith(prefix))
 
-    def report(self) -> None:
-        print(f"  {'phase':34} {'wall s':>8} {'Python CPU s':>13} {'Azurite CPU s':>14}")
-        for label, (wall, cpu, node) in self.totals.items():
-            print(f"  {label:34} {wall:8.2f} {cpu:13.2f} {node:14.2f}")
+    def report(self, events: int) -> None:
+        print(
+            f"  {'phase':34} {'wall s':>8} {'Python CPU s':>13} {'Azurite CPU s':>14} "
+            f"{'requests/event':>15}"
+        )
+        for label, (wall, cpu, node, sent) in self.totals.items():
+            print(f"  {label:34} {wall:8.2f} {cpu:13.2f} {node:14.2f} {sent / events:15.2f}")
 
 
 def parallel(workers: int, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
@@ -289,7 +317,7 @@ def main() -> int:
             failed += stats.errors
             print(".", end="", flush=True)
         print()
-        phases.report()
+        phases.report(len(events))
         if failed:
             print(f"  failed attempts (the host retried them): {len(failed)}, e.g. {failed[:2]}")
         ours, floor = phases.wall("ours"), phases.wall("floor")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -187,16 +189,15 @@ def test_setting_names_cover_everything_read() -> None:
     }
 
 
-def test_storage_transport_never_sends_netrc_credentials(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The SDK signs requests itself; a .netrc entry for the storage host must not leak in
-    (requests would add it, and stat the file on every request to find out)."""
-    seen: list[str | None] = []
+@contextlib.contextmanager
+def _recording_server(
+    record: Callable[[http.server.BaseHTTPRequestHandler], object],
+) -> Iterator[int]:
+    """A local HTTP server answering 204 to every GET, after `record(request)`; its port."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            seen.append(self.headers.get("Authorization"))
+            record(self)
             self.send_response(204)
             self.end_headers()
 
@@ -205,16 +206,26 @@ def test_storage_transport_never_sends_netrc_credentials(
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+
+
+def test_storage_transport_never_sends_netrc_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK signs requests itself; a .netrc entry for the storage host must not leak in
+    (requests would add it, and stat the file on every request to find out)."""
+    seen: list[str | None] = []
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login someone password secret\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    url = f"http://127.0.0.1:{server.server_port}/"
-    try:
+    with _recording_server(lambda r: seen.append(r.headers.get("Authorization"))) as port:
+        url = f"http://127.0.0.1:{port}/"
         requests.get(url, timeout=5)  # plain requests picks the entry up
         storage._transport().session.get(url, timeout=5)
-    finally:
-        server.shutdown()
     assert seen[0] is not None
     assert seen[0].startswith("Basic ")
     assert seen[1] is None
@@ -237,23 +248,9 @@ def test_storage_transport_goes_through_a_configured_proxy(
 ) -> None:
     """A proxy set in the environment is honoured (the transport reads it when present)."""
     seen: list[str] = []
-
-    class Proxy(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)  # a proxy is sent the absolute URL
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_port}")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    try:
+    with _recording_server(lambda r: seen.append(r.path)) as port:  # a proxy gets the full URL
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
         storage._transport().session.get("http://storage.invalid/table", timeout=5)
-    finally:
-        server.shutdown()
     assert seen == ["http://storage.invalid/table"]
