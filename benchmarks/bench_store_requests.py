@@ -81,7 +81,9 @@ def main() -> int:
             return requests.take()
 
         # Warm up: tables, container and queue exist, as they do in a deployed app.
+        # (Twice: creating a table clears the process's caches, the months it registered too.)
         handle(af.fired("warmup", 0, cis=["warmup"]))
+        handle(af.fired("warmup-2", 0, cis=["warmup"]))
         failures = 0
         rows: list[tuple[str, int, int, int | None, list[str]]] = []
         serial = 0
@@ -91,7 +93,8 @@ def main() -> int:
             name = f"k{k}"
             first = af.fired(name, 0, cis=cis)
             # a CI this process has never seen: + its CMDB name row
-            rows.append((f"Fired, new item, {k} new CI(s)", *handle(first)[:2], 2 + k + k, []))
+            table, blob, sent = handle(first)
+            rows.append((f"Fired, new item, {k} new CI(s)", table, blob, 2 + k + k, sent))
             rows.append(("duplicate of it", *handle(af.redelivered(first))[:2], 1, []))
             resolved = af.resolved(name, 0, 7, cis=cis)  # a later minute: lastSeen moves
             rows.append((f"Resolved, existing item, {k} CI(s)", *handle(resolved)[:2], 2 + k, []))
@@ -136,7 +139,7 @@ def main() -> int:
             verdict = "info" if budget is None else "PASS" if ok else "FAIL"
             shown = "-" if budget is None else str(budget)
             print(f"{label:58} {table:5d} {blob:5d} {shown:>6}  {verdict}")
-        label, _, _, _, sent = rows[3]
+        label, _, _, _, sent = rows[int(os.environ.get("BENCH_SHOW", "3"))]
         print(f"\n{label}, request by request:")
         for request in sent:
             print(f"  {request}")

@@ -625,10 +625,36 @@ class WorkItemStore:
         """Before a group commit: the index writes of `_index_ops` (those a CI's transaction
         did not carry already), in parallel, keeping the ETag of each. Raises AzureError:
         nothing is committed then."""
-        for key, etag in _parallel(self._index_write, ops):
-            if etag is not None:
-                writes.etags[key] = etag
+        by_partition: dict[tuple[str, str], list[IndexOp]] = {}
+        for op in ops:  # rows sharing a partition go in one transaction (an item's open
+            table, pk, _ = workitem_index.location(op[1])  # and month rows, for one)
+            by_partition.setdefault((table, pk), []).append(op)
+        for written in _parallel(self._index_write_together, list(by_partition.values())):
+            for key, etag in written:
+                if etag is not None:
+                    writes.etags[key] = etag
         self._register_months(workitem_index.month_rows_of(plan.new))
+
+    def _index_write_together(self, ops: list[IndexOp]) -> list[tuple[Any, str | None]]:
+        """Upserts to one partition in one transaction; anything else, or anything that
+        fails there, one by one (`_index_write`: retries, a missing table, a gone row)."""
+        upserts = [op for op in ops if op[0] == "upsert"]
+        if len(upserts) < 2:
+            return [self._index_write(op) for op in ops]
+        table, _, _ = workitem_index.location(upserts[0][1])
+        batch = []
+        for _, key, props in upserts:
+            _, pk, rk = workitem_index.location(key)
+            entity = {"PartitionKey": pk, "RowKey": rk, **props}
+            batch.append(("upsert", entity, {"mode": UpdateMode.MERGE}))
+        outcomes = self._coalescers[table].submit_many(batch)
+        written = []
+        for op, outcome in zip(upserts, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                written.append(self._index_write(op))
+            else:
+                written.append((op[1], str(outcome.get("etag"))))
+        return written + [self._index_write(op) for op in ops if op[0] != "upsert"]
 
     def _known_etags(self, ops: list[IndexOp], writes: _IndexWrites) -> list[IndexOp]:
         """Touches (for an ETag) of rows whose current ETag this process already knows,
@@ -761,32 +787,37 @@ class WorkItemStore:
     def list_items(self, flt: ItemFilter, top: int, after: str | None) -> Page:
         """Work items matching `flt`, newest fired first, from the indexes (never a scan).
 
-        Open items come from the `open` partition, the items of one CI from its partition,
-        anything else from the months' partitions, newest month first. The server filters
-        on the rows' flags; every hit is then confirmed by a point read of the item, and
-        the whole filter applied to what the item says: a stale row costs a read, never a
-        wrong answer (and is repaired when that is safe).
+        Open items come from the `open` rows, the items of one CI from its partition,
+        anything else from the month rows; `open` and month rows are read one month at a
+        time, newest first. The server filters on the rows' flags; every hit is then
+        confirmed by a point read of the item, and the whole filter applied to what the item
+        says: a stale row costs a read, never a wrong answer (and is repaired when safe).
         """
         now = int(time.time() * 1_000_000)
         stats: Counter[str] = Counter()
-        if flt.open_only:
-            streams = [(workitem_index.OPEN_PARTITION, "open")]
-        elif flt.ci is not None:
-            streams = [(workitem_index.ci_partition_key(flt.ci), "ci")]
+        streams: list[tuple[tuple[str, str, str], str]]
+        if flt.ci is not None and not flt.open_only:
+            ci = workitem_index.ci_partition_key(flt.ci)
+            streams = [(workitem_index.stream_location(ci), "ci")]
         else:
             months = self._months()
             stats["requests"] += 1
+            logical, kind = (
+                (workitem_index.OPEN_PARTITION, "open") if flt.open_only else ("", "month")
+            )
             streams = [
-                (workitem_index.month_partition(m), "month")
+                (
+                    workitem_index.stream_location(logical or workitem_index.month_partition(m), m),
+                    kind,
+                )
                 for m in workitem_index.months_between(months, flt, after)
             ]
         found: list[Any] = []
         position = after
         more = False
         stale: list[tuple[workitem_index.Key, Any, Any]] = []
-        for n, (pk, kind) in enumerate(streams):
+        for n, ((table, stored_pk, prefix), kind) in enumerate(streams):
             more_here = False
-            table, stored_pk, prefix = workitem_index.location((pk, ""))
             while len(found) < top:
                 clauses = [f"PartitionKey eq '{stored_pk}'"]
                 clauses += [c for c in (workitem_index.key_range(flt, position, prefix),) if c]

@@ -3,13 +3,16 @@
 The store (shared/store.py) writes and reads them; this module decides what they hold.
 Design and consistency argument: docs/data-model.md, "Indexes for the work item API".
 
-Table `workitemindex`:
+Index rows by logical key (`location` says where each is stored):
 
     PK = open                 RK = <newest-first fired key>|<item id>   every open item
     PK = m|<yyyy-mm>          RK = <newest-first fired key>|<item id>   every item, by fired month
     PK = c|<CI hash>          RK = <newest-first fired key>|<item id>   every item of one CI
     PK = months               RK = <yyyy-mm>                            months that hold items
     PK = cis                  RK = <name, lowercased>|<CI hash>         every CI, by name
+
+The `open` and month rows of an item share its fired month's partition in `workitemindex`
+(RowKeys `o|...` and `a|...`); a CI's rows live in its `cmdb` partition (`s|...`).
 
 Row content is a set of boolean flags (`s_New`, `sev_2`, `p_3`, `flap`, `r_<rule>`,
 `c_<CI>`) so that a query filters on the server, plus `itemId`, `firedAt` and `seq` (the
@@ -142,21 +145,40 @@ class IndexView:
 
 Key = tuple[str, str]  # (PartitionKey, RowKey), as if every row were in INDEX_TABLE
 
-# A CI's item rows are kept in the CI's own `cmdb` partition, under this RowKey prefix.
-CI_ITEMS_ROW_PREFIX = "s|"
+# Where rows are stored (see `location`), by RowKey prefix.
+CI_ITEMS_ROW_PREFIX = "s|"  # a CI's items, in the CI's own `cmdb` partition
+MONTH_ROW_PREFIX = "a|"  # every item of a month, in the month's partition
+OPEN_ROW_PREFIX = "o|"  # the open items fired in a month, in the same partition
 
 
 def location(key: Key) -> tuple[str, str, str]:
     """Where an index row is stored: (table, PartitionKey, RowKey).
 
-    The rows of one CI's items live beside the CI and its group bindings, in the CI's
-    `cmdb` partition, so that the CI's own transaction writes them: one request per CI
-    for a new item, not two. Every other row lives in INDEX_TABLE under its key.
+    Rows are named by logical keys (`open` for every open item, `m|<month>`, `c|<CI>`) and
+    stored where the writes that need them can share a transaction:
+    - a new item's `open` and month rows both live in its fired month's partition, under
+      `o|` and `a|`: one request writes both;
+    - a CI's item rows live beside the CI and its group bindings, in the CI's `cmdb`
+      partition, so the CI's own transaction writes them.
     """
     pk, rk = key
     if pk.startswith(CI_PREFIX):
         return table_keys.CMDB_TABLE, pk[len(CI_PREFIX) :], CI_ITEMS_ROW_PREFIX + rk
+    if pk == OPEN_PARTITION:
+        return INDEX_TABLE, month_partition(month_of(sort_key_micros(rk))), OPEN_ROW_PREFIX + rk
+    if pk.startswith(MONTH_PREFIX):
+        return INDEX_TABLE, pk, MONTH_ROW_PREFIX + rk
     return INDEX_TABLE, pk, rk
+
+
+def stream_location(pk: str, month: str | None = None) -> tuple[str, str, str]:
+    """(table, PartitionKey, RowKey prefix) to query for the rows of logical partition `pk`;
+    the `open` rows are read one fired month at a time."""
+    if pk == OPEN_PARTITION:
+        assert month is not None
+        return INDEX_TABLE, month_partition(month), OPEN_ROW_PREFIX
+    table, stored, prefix = location((pk, ""))
+    return table, stored, prefix
 
 
 def key_of(table: str, entity: Mapping[str, Any]) -> Key:
@@ -164,6 +186,10 @@ def key_of(table: str, entity: Mapping[str, Any]) -> Key:
     pk, rk = str(entity["PartitionKey"]), str(entity["RowKey"])
     if table == table_keys.CMDB_TABLE:
         return CI_PREFIX + pk, rk[len(CI_ITEMS_ROW_PREFIX) :]
+    if pk.startswith(MONTH_PREFIX) and rk.startswith(OPEN_ROW_PREFIX):
+        return OPEN_PARTITION, rk[len(OPEN_ROW_PREFIX) :]
+    if pk.startswith(MONTH_PREFIX) and rk.startswith(MONTH_ROW_PREFIX):
+        return pk, rk[len(MONTH_ROW_PREFIX) :]
     return pk, rk
 
 

@@ -48,21 +48,33 @@ class PartitionCoalescer:
 
     def submit(self, operation: Operation) -> Result:
         """Send `operation` (alone or with others to its partition); its result or error."""
-        pk = str(operation[1]["PartitionKey"])
-        mine: Future[Result] = Future()
+        outcome = self.submit_many([operation])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def submit_many(self, operations: list[Operation]) -> list[Result | Exception]:
+        """Send operations on one partition, together when they fit one transaction (and
+        with others' when they arrive meanwhile); each one's result or exception."""
+        pk = str(operations[0][1]["PartitionKey"])
+        mine: list[Future[Result]] = [Future() for _ in operations]
         with self._lock:
             partition = self._partitions.setdefault(pk, _Partition())
-            partition.pending.append((operation, mine))
+            partition.pending.extend(zip(operations, mine, strict=True))
             lead = not partition.sending
             partition.sending = True
         if lead:
-            self._drain(pk, partition, mine)
-        outcome = mine.result()
-        if outcome is _ALONE:
-            return self._send_one(operation)
-        return outcome
+            self._drain(pk, partition, mine[0] if len(mine) == 1 else None)
+        outcomes: list[Result | Exception] = []
+        for operation, future in zip(operations, mine, strict=True):
+            try:
+                outcome = future.result()
+                outcomes.append(self._send_one(operation) if outcome is _ALONE else outcome)
+            except Exception as exc:  # the caller's to raise or handle
+                outcomes.append(exc)
+        return outcomes
 
-    def _drain(self, pk: str, partition: _Partition, mine: Future[Result]) -> None:
+    def _drain(self, pk: str, partition: _Partition, mine: Future[Result] | None) -> None:
         """Send batches until nothing is pending, then hand the partition back. Requests
         go out from their owner's thread wherever they can (a lone operation, a retry
         after a failed transaction): only a transaction is sent on others' behalf."""
@@ -74,7 +86,7 @@ class PartitionCoalescer:
                     if self._partitions.get(pk) is partition and not partition.pending:
                         del self._partitions[pk]
                     return
-            if len(batch) == 1 and batch[0][1] is mine:
+            if mine is not None and len(batch) == 1 and batch[0][1] is mine:
                 _settle(mine, self._send_one, batch[0][0])
             else:
                 self._send(batch)
@@ -99,7 +111,7 @@ class PartitionCoalescer:
 def _settle(future: Future[Result], send: Callable[[Operation], Result], op: Operation) -> None:
     try:
         future.set_result(send(op))
-    except BaseException as exc:  # it belongs to the future's owner
+    except Exception as exc:  # it belongs to the future's owner
         future.set_exception(exc)
 
 

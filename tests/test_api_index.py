@@ -107,6 +107,6 @@ def test_no_item_is_ever_missing_from_the_indexes(
     left = [
         str(e["itemId"])
         for e in _entities(storage, workitem_index.INDEX_TABLE)
-        if e["PartitionKey"] == workitem_index.OPEN_PARTITION
+        if workitem_index.key_of(workitem_index.INDEX_TABLE, e)[0] == workitem_index.OPEN_PARTITION
     ]
     assert set(open_ids) <= set(left)
