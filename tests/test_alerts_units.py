@@ -88,6 +88,20 @@ def test_unparseable_timestamps_are_none(raw: object) -> None:
     assert timestamp(raw) is None
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "\u0662\u0660\u0661\u0669-03-22T13:58:24Z",  # Arabic-Indic digits
+        "2019-03-22T13:\uff15\uff18:24Z",  # fullwidth digits
+    ],
+)
+def test_timestamps_with_other_digits_come_out_in_ascii(raw: str) -> None:
+    """The documented format is fixed width ASCII: no text is ever passed through as sent."""
+    out = timestamp(raw)
+    assert out == "2019-03-22T13:58:24.000000Z"
+    assert out.isascii()
+
+
 def test_output_format_sorts_like_time() -> None:
     raws = ["2021-10-26T12:34:56.1Z", "2021-10-26T12:34:56Z", "2021-10-26T14:34:55+02:00"]
     moments = {raw: parse_timestamp(raw) for raw in raws}

@@ -114,10 +114,12 @@ def _offset(zone: str) -> timedelta:
 
 
 # The shape Azure sends nearly always, fields range-checked by the pattern itself; days
-# 29-31 take the general path, where datetime knows the month lengths.
+# 29-31 take the general path, where datetime knows the month lengths. ASCII digits only:
+# this path copies the text as sent, and other digits must come out canonical too.
 _CANONICAL = re.compile(
     r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
-    r"(\.\d{1,9})?(?:Z|\+00:00)\Z"
+    r"(\.\d{1,9})?(?:Z|\+00:00)\Z",
+    re.ASCII,
 )
 
 
