@@ -642,11 +642,7 @@ class WorkItemStore:
         if len(upserts) < 2:
             return [self._index_write(op) for op in ops]
         table, _, _ = workitem_index.location(upserts[0][1])
-        batch = []
-        for _, key, props in upserts:
-            _, pk, rk = workitem_index.location(key)
-            entity = {"PartitionKey": pk, "RowKey": rk, **props}
-            batch.append(("upsert", entity, {"mode": UpdateMode.MERGE}))
+        batch = [_merge_upsert(key, props) for _, key, props in upserts]
         outcomes = self._coalescers[table].submit_many(batch)
         written = []
         for op, outcome in zip(upserts, outcomes, strict=True):
@@ -662,7 +658,7 @@ class WorkItemStore:
         deletes the row only if nobody has written it since our write, earlier or not."""
         rest = []
         for op in ops:
-            known = _INDEX_ETAGS.get((self._account, "\n".join(op[1])))
+            known = _INDEX_ETAGS.get(self._etag_key(op[1]))
             if op[0] == "touch" and known is not None:
                 writes.etags[op[1]] = known
             else:
@@ -670,18 +666,21 @@ class WorkItemStore:
         return rest
 
     def _remember_etag(self, key: workitem_index.Key, etag: str | None) -> None:
-        _INDEX_ETAGS.put((self._account, "\n".join(key)), etag)
+        _INDEX_ETAGS.put(self._etag_key(key), etag)
+
+    def _etag_key(self, key: workitem_index.Key) -> tuple[str, str]:
+        return (self._account, "\n".join(key))
 
     def _index_write(self, op: IndexOp) -> tuple[Any, str | None]:
         action, key, props = op
-        table, pk, rk = workitem_index.location(key)
-        entity = {"PartitionKey": pk, "RowKey": rk, **props}
+        table, entity = workitem_index.stored_entity(key, props)
+        merge = {"mode": UpdateMode.MERGE}
 
         def write(_t: TableClient) -> Mapping[str, Any] | None:
             if action == "upsert":
-                return self._coalesced(table, ("upsert", entity, {"mode": UpdateMode.MERGE}))
+                return self._coalesced(table, ("upsert", entity, merge))
             try:
-                return self._coalesced(table, ("update", entity, {"mode": UpdateMode.MERGE}))
+                return self._coalesced(table, ("update", entity, merge))
             except ResourceNotFoundError as exc:
                 if _is_table_missing(exc):
                     raise
@@ -731,14 +730,12 @@ class WorkItemStore:
         return ""
 
     def _delete_if(self, key: workitem_index.Key, etag: str) -> None:
-        table, pk, rk = workitem_index.location(key)
-        entity = {"PartitionKey": pk, "RowKey": rk}
+        table, entity = workitem_index.stored_entity(key)
         condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
         self._call(table, lambda _t: self._coalesced(table, ("delete", entity, condition)))
 
     def _replace_if(self, key: workitem_index.Key, props: Props, etag: str) -> str | None:
-        table, pk, rk = workitem_index.location(key)
-        entity = {"PartitionKey": pk, "RowKey": rk, **props}
+        table, entity = workitem_index.stored_entity(key, props)
         options = {
             "mode": UpdateMode.REPLACE,
             "etag": etag,
@@ -802,14 +799,9 @@ class WorkItemStore:
         else:
             months = self._months()
             stats["requests"] += 1
-            logical, kind = (
-                (workitem_index.OPEN_PARTITION, "open") if flt.open_only else ("", "month")
-            )
+            kind = "open" if flt.open_only else "month"
             streams = [
-                (
-                    workitem_index.stream_location(logical or workitem_index.month_partition(m), m),
-                    kind,
-                )
+                (workitem_index.stream_location(_month_stream(flt, m), m), kind)
                 for m in workitem_index.months_between(months, flt, after)
             ]
         found: list[Any] = []
@@ -1058,10 +1050,7 @@ class WorkItemStore:
                     **workitem_rows.ci_group_props(bind),
                 }
                 ops.append(("upsert", row, {"mode": UpdateMode.REPLACE}))
-            for _, key, props in index_rows:
-                _, _, rk = workitem_index.location(key)
-                entity = {"PartitionKey": pk, "RowKey": rk, **props}
-                ops.append(("upsert", entity, {"mode": UpdateMode.MERGE}))
+            ops.extend(_merge_upsert(key, props) for _, key, props in index_rows)
             if not ops:
                 return {}
             if cached is None and write_row and _attempt == 0:
@@ -1343,6 +1332,16 @@ _MONTHS: set[tuple[str, str]] = set()  # (account, month) registered in the mont
 _POOL = ThreadPoolExecutor(max_workers=INDEX_THREADS, thread_name_prefix="store")
 
 A = TypeVar("A")
+
+
+def _month_stream(flt: ItemFilter, month: str) -> str:
+    """The logical index partition a listing reads in `month`: open rows, or all items."""
+    return workitem_index.OPEN_PARTITION if flt.open_only else workitem_index.month_partition(month)
+
+
+def _merge_upsert(key: workitem_index.Key, props: Props) -> tuple[Any, ...]:
+    """An index row's MERGE upsert, as a transaction operation, where the row is stored."""
+    return ("upsert", workitem_index.stored_entity(key, props)[1], {"mode": UpdateMode.MERGE})
 
 
 def _coalescer(table: TableClient) -> PartitionCoalescer:

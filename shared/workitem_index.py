@@ -171,14 +171,19 @@ def location(key: Key) -> tuple[str, str, str]:
     return INDEX_TABLE, pk, rk
 
 
+def stored_entity(key: Key, props: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The table an index row is stored in, and the row as stored there (see `location`)."""
+    table, pk, rk = location(key)
+    return table, {"PartitionKey": pk, "RowKey": rk, **(props or {})}
+
+
 def stream_location(pk: str, month: str | None = None) -> tuple[str, str, str]:
     """(table, PartitionKey, RowKey prefix) to query for the rows of logical partition `pk`;
     the `open` rows are read one fired month at a time."""
     if pk == OPEN_PARTITION:
         assert month is not None
         return INDEX_TABLE, month_partition(month), OPEN_ROW_PREFIX
-    table, stored, prefix = location((pk, ""))
-    return table, stored, prefix
+    return location((pk, ""))
 
 
 def key_of(table: str, entity: Mapping[str, Any]) -> Key:
