@@ -260,15 +260,7 @@ def main() -> int:
 
     from tests.azurite import Azurite
     from tests.jwks_server import JwksServer
-    from tests.tokens import (
-        AUDIENCE_URI,
-        AZNS_APP_ID,
-        ROLE,
-        TENANT_A,
-        SigningKey,
-        bearer,
-        v1_claims,
-    )
+    from tests.tokens import SigningKey, bearer, v1_claims, webhook_settings
 
     key = SigningKey.generate(kid="burst")
     server = Azurite()
@@ -276,14 +268,7 @@ def main() -> int:
     jwks = JwksServer(key).start()
     try:
         os.environ.update(
-            {
-                "AzureWebJobsStorage": server.connection_string,
-                "AAD_TENANT_IDS": TENANT_A,
-                "AAD_AUDIENCES": AUDIENCE_URI,
-                "AAD_ALLOWED_CALLER_APP_IDS": AZNS_APP_ID,
-                "AAD_REQUIRED_ROLE": ROLE,
-                "AAD_JWKS_URI": jwks.url,
-            }
+            {"AzureWebJobsStorage": server.connection_string, **webhook_settings(jwks.url)}
         )
         import function_app
 

@@ -50,7 +50,7 @@ from tests.alert_factory import metric_alert_payload
 from tests.azurite import Azurite
 from tests.harness import FunctionsHost, QueueRunStats, QueueSettings
 from tests.jwks_server import JwksServer
-from tests.tokens import AUDIENCE_URI, AZNS_APP_ID, ROLE, TENANT_A, SigningKey, bearer, v1_claims
+from tests.tokens import SigningKey, bearer, v1_claims, webhook_settings
 
 SUBSCRIPTION = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"
 FLOOR_QUEUE = "floor"
@@ -274,14 +274,7 @@ def main() -> int:
     jwks = JwksServer(key).start()
     try:
         os.environ.update(
-            {
-                "AzureWebJobsStorage": server.connection_string,
-                "AAD_TENANT_IDS": TENANT_A,
-                "AAD_AUDIENCES": AUDIENCE_URI,
-                "AAD_ALLOWED_CALLER_APP_IDS": AZNS_APP_ID,
-                "AAD_REQUIRED_ROLE": ROLE,
-                "AAD_JWKS_URI": jwks.url,
-            }
+            {"AzureWebJobsStorage": server.connection_string, **webhook_settings(jwks.url)}
         )
         token = bearer(key.sign(v1_claims()))
         print(

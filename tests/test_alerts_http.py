@@ -29,7 +29,8 @@ def receiver(host: FunctionsHost) -> FunctionsHost:
     return host
 
 
-def _post(host: FunctionsHost, token: str, body: bytes) -> tuple[int, dict[str, Any]]:
+def post_alert(host: FunctionsHost, token: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    """POST `body` to /api/alerts with `token`; the status and the JSON answer."""
     response = host.request(
         "POST",
         "/api/alerts",
@@ -65,7 +66,7 @@ def test_sample_is_queued_as_its_golden(
     name: str,
     body: bytes,
 ) -> None:
-    status, answer = _post(receiver, mint(), body)
+    status, answer = post_alert(receiver, mint(), body)
     assert status == 202, answer
     queued = _queued(storage)
     alert = queued.alert
@@ -104,7 +105,7 @@ def test_bad_bodies_get_400_with_code_and_field(
     code: str,
     field: str | None,
 ) -> None:
-    status, answer = _post(receiver, mint(), body)
+    status, answer = post_alert(receiver, mint(), body)
     assert status == 400
     assert answer["error"] == code
     assert answer.get("field") == field
@@ -120,7 +121,7 @@ def test_non_finite_numbers_are_accepted_and_queued(
     body = load_bytes("metric-alert-static-fired").replace(
         b'"metricValue": 100', b'"metricValue": NaN'
     )
-    status, answer = _post(receiver, mint(), body)
+    status, answer = post_alert(receiver, mint(), body)
     assert status == 202, answer
     queued = _queued(storage)
     assert queued.alert["summary"]["fields"]["conditions"][0]["metricValue"] == "NaN"

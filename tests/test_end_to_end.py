@@ -13,17 +13,8 @@ from azure.storage.queue import QueueClient
 
 from tests.alert_samples import load_bytes
 from tests.harness import FunctionsHost
-from tests.tokens import Mint, bearer
-
-
-def _post(host: FunctionsHost, token: str, body: bytes) -> tuple[int, dict[str, Any]]:
-    response = host.request(
-        "POST",
-        "/api/alerts",
-        headers={"Authorization": bearer(token), "Content-Type": "application/json"},
-        body=body,
-    )
-    return response.status_code, json.loads(response.get_body())
+from tests.test_alerts_http import post_alert
+from tests.tokens import Mint
 
 
 def _work_items(storage: str) -> list[dict[str, Any]]:
@@ -44,7 +35,7 @@ def test_fired_then_resolved_alert_becomes_a_resolved_work_item(
 ) -> None:
     token = mint()
     fired = load_bytes("metric-alert-static-fired")
-    status, body = _post(host, token, fired)
+    status, body = post_alert(host, token, fired)
     assert status == 202, body
     assert body["monitorCondition"] == "Fired"
     queue = QueueClient.from_connection_string(storage, "alerts")
@@ -59,7 +50,7 @@ def test_fired_then_resolved_alert_becomes_a_resolved_work_item(
     assert item["id"].startswith("WI-")
 
     resolved = _with_condition(fired, "Resolved", "2099-01-01T00:00:00.0000000Z")
-    status, body = _post(host, token, resolved)
+    status, body = post_alert(host, token, resolved)
     assert status == 202, body
     host.run_queue("alerts", timeout=60)
     [item_after] = _work_items(storage)
@@ -71,10 +62,10 @@ def test_fired_then_resolved_alert_becomes_a_resolved_work_item(
 
 def test_rejected_request_queues_nothing(host: FunctionsHost, storage: str, mint: Mint) -> None:
     fired = load_bytes("metric-alert-static-fired")
-    status, body = _post(host, mint(roles=[]), fired)
+    status, body = post_alert(host, mint(roles=[]), fired)
     assert status == 403
     assert body["error"] == "missing_role"
-    status, body = _post(host, mint(), b"{not json")
+    status, body = post_alert(host, mint(), b"{not json")
     assert status == 400
     host.run_queue("alerts", timeout=30)
     assert _work_items_or_empty(storage) == []
@@ -98,7 +89,7 @@ def test_missing_setting_answers_503_and_logs_its_name(
     """A misconfigured app says which setting is wrong, and Azure Monitor keeps retrying."""
     monkeypatch.delenv("AAD_TENANT_IDS")
     with caplog.at_level(logging.ERROR):
-        status, body = _post(host, mint(), load_bytes("metric-alert-static-fired"))
+        status, body = post_alert(host, mint(), load_bytes("metric-alert-static-fired"))
     assert status == 503
     assert body["error"] == "service_unavailable"
     assert "AAD_TENANT_IDS" in caplog.text

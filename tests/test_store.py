@@ -21,7 +21,7 @@ from shared.workitem_rows import event_facts
 from shared.workitems import CLOSED, MINUTE, NEW, STATE_RESOLVED, Policy
 from tests import alert_factory as af
 from tests.alert_factory import fired, resolved
-from tests.workitem_fixtures import WorkItemEnv, diff_snapshots
+from tests.workitem_fixtures import Snapshot, WorkItemEnv, diff_snapshots
 
 WEIRD_CIS = (
     "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/app#1?x=y",
@@ -174,15 +174,24 @@ def _rule_alerts() -> list[dict[str, Any]]:
     return alerts
 
 
-def test_commits_past_100_operations_chain_transactions(
+def _processed_then_wiped(
     workitem_env: WorkItemEnv, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[list[dict[str, Any]], Snapshot]:
+    """Rule-mode alerts, the tables they give in order, then empty tables and a transaction
+    limit of 4 operations, so that every commit afterwards needs several."""
     workitem_env.configure(mode="rule", reopen=10)
     alerts = _rule_alerts()
     workitem_env.process(alerts)
     expected = workitem_env.snapshot()
     workitem_env.wipe()
-    monkeypatch.setattr(store, "MAX_TRANSACTION_OPS", 4)  # every commit needs several
+    monkeypatch.setattr(store, "MAX_TRANSACTION_OPS", 4)
+    return alerts, expected
+
+
+def test_commits_past_100_operations_chain_transactions(
+    workitem_env: WorkItemEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alerts, expected = _processed_then_wiped(workitem_env, monkeypatch)
     workitem_env.process(alerts[::-1])
     assert diff_snapshots(expected, workitem_env.snapshot()) == ""
 
@@ -190,12 +199,7 @@ def test_commits_past_100_operations_chain_transactions(
 def test_an_interrupted_chained_commit_is_repaired_by_the_next_writer(
     workitem_env: WorkItemEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    workitem_env.configure(mode="rule", reopen=10)
-    alerts = _rule_alerts()
-    workitem_env.process(alerts)
-    expected = workitem_env.snapshot()
-    workitem_env.wipe()
-    monkeypatch.setattr(store, "MAX_TRANSACTION_OPS", 4)
+    alerts, expected = _processed_then_wiped(workitem_env, monkeypatch)
     real = store.WorkItemStore._submit
     calls = {"n": 0}
 

@@ -284,3 +284,15 @@ def tamper_payload(token: str, **changes: Any) -> str:
 
 def bearer(token: str) -> str:
     return f"Bearer {token}"
+
+
+def webhook_settings(jwks_uri: str) -> dict[str, str]:
+    """The app's token settings for Azure Monitor's calls (tenant A, the ingest role), with
+    its keys served at `jwks_uri` (for the benchmarks, which set the environment themselves)."""
+    return {
+        "AAD_TENANT_IDS": TENANT_A,
+        "AAD_AUDIENCES": AUDIENCE_URI,
+        "AAD_ALLOWED_CALLER_APP_IDS": AZNS_APP_ID,
+        "AAD_REQUIRED_ROLE": ROLE,
+        "AAD_JWKS_URI": jwks_uri,
+    }
