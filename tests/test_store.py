@@ -367,3 +367,30 @@ def test_late_events_in_fresh_processes_end_as_in_order(workitem_env: WorkItemEn
         workitem_env.process([alert])
     assert diff_snapshots(in_order[0], workitem_env.snapshot()) == ""
     assert _index_rows(workitem_env.connection_string) == in_order[1]
+
+
+def test_index_rows_left_by_an_interrupted_attempt_are_merged_into(
+    workitem_env: WorkItemEnv,
+) -> None:
+    """A new item's index rows are created, not upserted; rows already there (an attempt
+    that wrote them and died before its commit) make the create fail, and the row is then
+    merged into: it ends as if it had been written fresh, flags and all."""
+    alert = fired("a", 0, cis=(af.VM,))
+    workitem_env.process([alert])
+    fresh = _index_rows(workitem_env.connection_string)
+    item_rows = {key: row for key, row in fresh.items() if "itemId" in row}
+    assert {pk for pk, _ in item_rows} == {workitem_index.OPEN_PARTITION, "m|2024-03"}
+    workitem_env.wipe()
+    service = TableServiceClient.from_connection_string(workitem_env.connection_string)
+    service.create_table(workitem_index.INDEX_TABLE)
+    for key, row in item_rows.items():  # what an early attempt left: the rows, no flags
+        table, entity = workitem_index.stored_entity(
+            key, {"itemId": row["itemId"], "firedAt": row["firedAt"]}
+        )
+        service.get_table_client(table).upsert_entity(entity)
+    store.clear_caches()
+    workitem_env.process([alert])
+    assert _index_rows(workitem_env.connection_string) == fresh
+    [item] = workitem_env.items()
+    page = workitem_env.store.list_items(workitem_index.ItemFilter(), 10, None)
+    assert [i["id"] for i in page.items] == [item["id"]]
