@@ -191,15 +191,21 @@ def test_setting_names_cover_everything_read() -> None:
 
 @contextlib.contextmanager
 def _recording_server(
-    record: Callable[[http.server.BaseHTTPRequestHandler], object],
+    record: Callable[[http.server.BaseHTTPRequestHandler], object], set_cookie: str = ""
 ) -> Iterator[int]:
-    """A local HTTP server answering 204 to every GET, after `record(request)`; its port."""
+    """A local HTTP server answering 204 to every request, after `record(request)` (the
+    body read into `request.body`), with a Set-Cookie header if given; its port."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             record(self)
             self.send_response(204)
+            if set_cookie:
+                self.send_header("Set-Cookie", set_cookie)
             self.end_headers()
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_MERGE = do_GET  # noqa: N815 (stdlib names)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -231,13 +237,20 @@ def test_storage_transport_never_sends_netrc_credentials(
     assert seen[1] is None
 
 
+@pytest.fixture
+def no_requests_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in Azure's workers: no proxy or CA variables, so the storage session's short path
+    is the one taken (this machine sets CA bundles for its own TLS proxy)."""
+    for name in list(os.environ):
+        if name.lower() in storage._REQUESTS_ENVIRONMENT:
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("no_requests_environment")
 @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "http_proxy", "REQUESTS_CA_BUNDLE"])
 def test_storage_transport_reads_the_environment_only_when_it_concerns_requests(
     variable: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in list(os.environ):
-        if name.lower() in storage._REQUESTS_ENVIRONMENT:
-            monkeypatch.delenv(name)
     assert storage._transport().session.trust_env is False
     monkeypatch.setenv(variable, "http://127.0.0.1:3128" if "PROXY" in variable.upper() else "/x")
     assert storage._transport().session.trust_env is True
@@ -254,3 +267,57 @@ def test_storage_transport_goes_through_a_configured_proxy(
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
         storage._transport().session.get("http://storage.invalid/table", timeout=5)
     assert seen == ["http://storage.invalid/table"]
+
+
+def _plain_session() -> requests.Session:
+    """requests' own code path, configured as the storage transport's session is."""
+    session = requests.Session()
+    session.auth = storage._SdkAuth()
+    session.trust_env = False
+    return session
+
+
+@pytest.mark.usefixtures("no_requests_environment")
+def test_storage_session_sends_exactly_what_requests_would() -> None:
+    """The storage session's short path (what azure-core's calls take) puts the same request
+    on the wire as requests' own path: request line, headers in order, body."""
+    seen: list[tuple[str, list[tuple[str, str]], bytes]] = []
+
+    def record(r: http.server.BaseHTTPRequestHandler) -> None:
+        seen.append((r.requestline, list(r.headers.items()), r.body))  # type: ignore[attr-defined]
+
+    lean = storage._transport().session
+    assert isinstance(lean, storage._StorageSession)
+    assert lean.trust_env is False  # so the short path is the one under test
+    cases: list[tuple[str, str, dict[str, str | None], bytes | None]] = [
+        ("GET", "/t(PartitionKey='a%2Fb',RowKey='x')?$select=k&$top=5", {"Accept": "a/b"}, None),
+        ("POST", "/$batch", {"Content-Type": "multipart/mixed", "X-Drop": None}, b"x\r\ny"),
+        ("MERGE", "/t(PartitionKey='p',RowKey='r')", {"If-Match": '"W/1"'}, b'{"a":1}'),
+        ("delete", "/t(PartitionKey='p',RowKey='r')", {"If-Match": "*"}, b""),
+    ]
+    with _recording_server(record) as port:
+        for method, path, headers, body in cases:
+            for session in (_plain_session(), lean):
+                session.request(
+                    method, f"http://127.0.0.1:{port}{path}", headers=headers, data=body,
+                    timeout=5, allow_redirects=False,
+                )  # fmt: skip
+    assert len(seen) == 2 * len(cases)
+    for plain, short in zip(seen[::2], seen[1::2], strict=True):
+        assert short == plain
+    assert seen[1][0].startswith("GET /t(PartitionKey='a%2Fb'")
+    assert ("X-Drop", "None") not in seen[3][1]
+
+
+@pytest.mark.usefixtures("no_requests_environment")
+def test_storage_session_sends_back_a_cookie_as_requests_would() -> None:
+    """Storage sets no cookies, but if something on the way does, the session keeps and
+    returns it like requests does (such a session then takes requests' own path)."""
+    seen: list[str | None] = []
+    with _recording_server(lambda r: seen.append(r.headers.get("Cookie")), "affinity=1") as port:
+        for session in (_plain_session(), storage._transport().session):
+            for _ in range(2):
+                session.request(
+                    "GET", f"http://127.0.0.1:{port}/", timeout=5, allow_redirects=False
+                )
+    assert seen == [None, "affinity=1", None, "affinity=1"]
