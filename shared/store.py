@@ -164,6 +164,8 @@ def _now() -> str:
 
 def _is_table_missing(exc: HttpResponseError) -> bool:
     code = getattr(exc, "error_code", None)  # a str, or a TableErrorCode (a str enum)
+    if code is None:  # create_entity raises it undecoded: the header still says
+        code = getattr(exc.response, "headers", {}).get("x-ms-error-code")
     return str(getattr(code, "value", code)) == "TableNotFound"
 
 

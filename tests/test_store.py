@@ -394,3 +394,20 @@ def test_index_rows_left_by_an_interrupted_attempt_are_merged_into(
     [item] = workitem_env.items()
     page = workitem_env.store.list_items(workitem_index.ItemFilter(), 10, None)
     assert [i["id"] for i in page.items] == [item["id"]]
+
+
+def test_a_lone_index_insert_into_a_missing_table_creates_the_table(
+    workitem_env: WorkItemEnv,
+) -> None:
+    """A Resolved that arrives first writes one index row (its month row), as a plain insert.
+    The SDK raises an insert's TableNotFound undecoded; it must still be recognised, so the
+    table is created and the event applied on the first attempt."""
+    for name in ("a", "c"):  # the tables exist, and the CI and the month are known here
+        apply(workitem_env.store, fired(name, 0, cis=(af.VM,)))
+    TableServiceClient.from_connection_string(workitem_env.connection_string).delete_table(
+        workitem_index.INDEX_TABLE
+    )
+    result = apply(workitem_env.store, resolved("b", 0, 4, cis=(af.VM,)))
+    assert (result.outcome, result.attempts) == ("applied", 1)
+    rows = _index_rows(workitem_env.connection_string)
+    assert [key[0] for key, row in rows.items() if "itemId" in row] == ["m|2024-03"]
