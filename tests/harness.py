@@ -143,6 +143,7 @@ class FunctionsHost:
         self.function_keys = set(function_keys)
         self.http_routes: list[HttpRoute] = []
         self.queue_functions: dict[str, tuple[func.Function, str, str]] = {}
+        self.outputs: dict[str, list[dict[str, Any]]] = {}  # by function name
         self.functions = {f.get_function_name(): f for f in indexed_functions(app)}
         for function in self.functions.values():
             self._register(function)
@@ -151,6 +152,9 @@ class FunctionsHost:
 
     def _register(self, function: func.Function) -> None:
         bindings = [json.loads(b) for b in function.get_raw_bindings()]
+        self.outputs[function.get_function_name()] = [
+            b for b in bindings if b["direction"].upper() == "OUT" and b["name"] != "$return"
+        ]  # read once, as the host reads a function's metadata once at start-up
         trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
         if trigger["type"] == "httpTrigger":
             route = trigger.get("route") or function.get_function_name()
@@ -174,8 +178,7 @@ class FunctionsHost:
             raise NotImplementedError(f"harness does not play trigger {trigger['type']}")
 
     def _output_bindings(self, function: func.Function) -> list[dict[str, Any]]:
-        bindings = [json.loads(b) for b in function.get_raw_bindings()]
-        return [b for b in bindings if b["direction"].upper() == "OUT" and b["name"] != "$return"]
+        return self.outputs[function.get_function_name()]
 
     def queue_client(self, name: str) -> QueueClient:
         return QueueClient.from_connection_string(self.connection_string, name)
