@@ -74,8 +74,8 @@ class _StorageSession(requests.Session):
 
     azure-core gives every request to Session.request, which builds a Request, merges the
     session's headers, cookies, auth, hooks and environment into it with general-purpose
-    code, then consults redirect and cookie machinery after the answer: about a fifth of
-    the Python CPU a storage call costs us. For what the SDK sends (URL with its query,
+    code, then consults redirect and cookie machinery after the answer: a tenth to a fifth
+    of the Python CPU a storage call costs us. For what the SDK sends (URL with its query,
     headers, a body; redirects off, handled by azure-core), with nothing configured that
     this work would apply (no environment trust, cookies, hooks, proxies or auth), the
     outcome is the same as preparing the request and handing it to the adapter, which is

@@ -638,16 +638,17 @@ class WorkItemStore:
         self._register_months(workitem_index.month_rows_of(plan.new))
 
     def _index_write_together(self, ops: list[IndexOp]) -> list[tuple[Any, str | None]]:
-        """Upserts to one partition in one transaction; anything else, or anything that
-        fails there, one by one (`_index_write`: retries, a missing table, a gone row)."""
-        upserts = [op for op in ops if op[0] in WRITES]
-        if len(upserts) < 2:
+        """Creates and upserts to one partition in one transaction; anything else, or
+        anything that fails there, one by one (`_index_write`: retries, a missing table, a
+        gone row; a failed create is merged into the row that is there)."""
+        writes = [op for op in ops if op[0] in WRITES]
+        if len(writes) < 2:
             return [self._index_write(op) for op in ops]
-        table, _, _ = workitem_index.location(upserts[0][1])
-        batch = [_index_write_op(op) for op in upserts]
+        table, _, _ = workitem_index.location(writes[0][1])
+        batch = [_index_write_op(op) for op in writes]
         outcomes = self._coalescers[table].submit_many(batch)
         written = []
-        for op, outcome in zip(upserts, outcomes, strict=True):
+        for op, outcome in zip(writes, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 written.append(self._index_write(("upsert", op[1], op[2])))
             else:
