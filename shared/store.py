@@ -1371,8 +1371,9 @@ WRITES = ("create", "upsert")  # index ops that write the row's flags (a touch w
 
 
 def _index_ops(plan: _IndexPlan, seq: int) -> list[IndexOp]:
-    """The index writes before a commit: every row the new state needs, widened (MERGE),
-    and open rows that will be narrowed after the commit (for their ETag).
+    """The index writes before a commit: every row the new state needs, widened (MERGE; a
+    row the old state lacked is inserted), and open rows that will be narrowed after the
+    commit (for their ETag).
 
     Rows the commit will make obsolete are only touched (their ETag is what lets the cleanup
     after the commit delete them without racing a later writer). Widening is always safe: a

@@ -1,6 +1,6 @@
 """Independent single-entity writes to one partition, sent together as one transaction.
 
-A storm sends most index writes to a few partitions at once (`open`, the current month):
+A storm sends most index writes to a few partitions at once (its fired month's):
 dozens of threads each writing one small row. Here the first writer to arrive for a
 partition sends what is pending as one entity group transaction while later arrivals
 wait; whatever arrived meanwhile goes in the next one ("group commit"). There is no timer,
@@ -10,7 +10,8 @@ Every caller still gets the answer its own operation would have had: a transacti
 or nothing, so when one fails, each caller sends its operation again alone, from its own
 thread, and gets its own result or exception. Operations must be independent (any order,
 any grouping is the same as sending them one by one), which holds for the index rows:
-each is a MERGE, or a write conditional on an ETag its caller holds.
+each is a MERGE, an insert (whose failure its caller handles), or a write conditional on
+an ETag its caller holds; a transaction never holds two operations on one row.
 """
 
 from __future__ import annotations
