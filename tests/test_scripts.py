@@ -58,3 +58,15 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = [line.split("#")[0].strip() for line in readme.splitlines()]
     assert "scripts/test" in commands
     assert "scripts/start" in commands
+
+
+def test_deploy_doc_names_every_function_the_app_declares() -> None:
+    """docs/deploy.md says what `func azure functionapp list-functions` should show."""
+    import function_app
+    from tests.harness import indexed_functions
+
+    names = {f.get_function_name() for f in indexed_functions(function_app.app)}
+    assert len(names) >= 2
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    section = doc[doc.index("list-functions") : doc.index("## Send a test alert")]
+    assert {n for n in names if f"`{n}`" not in section} == set()
