@@ -11,7 +11,12 @@ set -euo pipefail
 CHECKOV_VERSION="3.3.30"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ROOT}/.venv-checkov"
-PYTHON="${PYTHON:-python3.11}"
+# The interpreter scripts/setup-env.sh chose for .venv (the Python 3.10-3.12 the README
+# accepts), unless PYTHON names another.
+if [[ -z "${PYTHON:-}" ]]; then
+  [[ -x "${ROOT}/.venv/bin/python" ]] || bash "${ROOT}/scripts/setup-env.sh" dev
+  PYTHON="${ROOT}/.venv/bin/python"
+fi
 
 if [[ -x "${VENV}/bin/checkov" ]] \
   && "${VENV}/bin/python" -m pip show checkov 2>/dev/null | grep -qx "Version: ${CHECKOV_VERSION}"; then

@@ -70,3 +70,32 @@ def test_deploy_doc_names_every_function_the_app_declares() -> None:
     doc = (REPO / "docs" / "deploy.md").read_text()
     section = doc[doc.index("list-functions") : doc.index("## Send a test alert")]
     assert {n for n in names if f"`{n}`" not in section} == set()
+
+
+def _needs(*selection: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "selection_needs.py"), *selection],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    return result.stdout.split()
+
+
+def test_scripts_test_installs_only_what_the_selection_needs() -> None:
+    # CI (.ci/run runs scripts/test without arguments) installs every tool, checkov included.
+    assert _needs() == ["checkov"]
+    assert _needs("tests/test_self_contained.py") == []
+    assert _needs("tests/test_infra.py", "-k", "parses") == []  # pycep only, in .venv
+    assert _needs("tests/test_infra.py", "-k", "checkov_passes") == ["checkov"]
+    script = (REPO / "scripts" / "test").read_text()
+    assert 'scripts/selection_needs.py "$@"' in script
+    assert "install-checkov.sh\n" not in script  # no unconditional install left
+
+
+def test_installers_use_the_python_setup_env_chose() -> None:
+    installer = (REPO / "scripts" / "install-checkov.sh").read_text()
+    assert "python3.11" not in installer
+    assert '.venv/bin/python"' in installer
