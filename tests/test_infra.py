@@ -776,7 +776,7 @@ def test_policy_defaults_match_config_py() -> None:
     defaults = config.load_settings(
         {
             "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-            "AAD_TENANT_IDS": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "AAD_TENANT_IDS": "aaaabbbb-0000-cccc-1111-dddd2222eeee",
             "AAD_AUDIENCES": "api://example",
         }
     )
