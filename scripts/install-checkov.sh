@@ -18,8 +18,10 @@ if [[ -z "${PYTHON:-}" ]]; then
   PYTHON="${ROOT}/.venv/bin/python"
 fi
 
-if [[ -x "${VENV}/bin/checkov" ]] \
-  && "${VENV}/bin/python" -m pip show checkov 2>/dev/null | grep -qx "Version: ${CHECKOV_VERSION}"; then
+# pip's output is read whole first: `pip show | grep -q` under pipefail fails whenever grep
+# exits at the match before pip has written everything (SIGPIPE).
+installed="$("${VENV}/bin/python" -m pip show checkov 2>/dev/null || true)"
+if [[ -x "${VENV}/bin/checkov" ]] && grep -qx "Version: ${CHECKOV_VERSION}" <<<"${installed}"; then
   echo "checkov ${CHECKOV_VERSION} already installed in ${VENV}"
   exit 0
 fi
