@@ -25,7 +25,10 @@ plays the host's part and leaves the worker's part to the worker's own library:
   (bytes when the binding declares dataType binary) with the binding data (Id, PopReceipt,
   DequeueCount as JSON, the times); success deletes, failure makes the message visible
   again after `visibilityTimeout`, and after `maxDequeueCount` failed attempts the message
-  is copied to `<queue>-poison` (same encoding) and deleted.
+  is copied to `<queue>-poison` (same encoding) and deleted. At most the worker's thread
+  pool (`PYTHON_THREADPOOL_THREAD_COUNT`, default min(32, CPUs + 4)) runs at once, as in
+  Azure. Other triggers (e.g. timers) are listed in `other_triggers`; a runner for one
+  calls `invoke()` with the inputs the host would send.
 
 Not played, and why (none of it changes what our functions see):
 - HTTP framing: `request()` takes the request as parsed. Like an HTTP client, it adds
