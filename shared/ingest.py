@@ -45,6 +45,20 @@ def handle(req: func.HttpRequest) -> func.HttpResponse:
             correlation_id=correlation_id,
         )
 
+    if not body and "chunked" in req.headers.get("transfer-encoding", "").lower():
+        # The Functions host forwards a body only with a positive Content-Length
+        # (azure-functions-host#4926): a chunked body never reaches us. Say so, instead of
+        # the empty_body a client would take for its own mistake.
+        log.warning("alert rejected: length_required (chunked), correlationId=%s", correlation_id)
+        return responses.error(
+            411,
+            "length_required",
+            "The body was sent chunked (Transfer-Encoding: chunked) without Content-Length, "
+            "and the Functions host drops such a body before the app sees it. Send the body "
+            "with a Content-Length header; a proxy in front of this app must keep it.",
+            correlation_id=correlation_id,
+        )
+
     try:
         payload = parse_payload(body)
         alert = normalize(

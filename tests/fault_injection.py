@@ -22,9 +22,12 @@ Kinds of fault, each a real failure on the wire:
 - ``lost``: the request reaches storage and is processed, then the answer is lost (a
   timeout seen by the client): the nasty case, where a retry repeats work already done.
 
-``plan.doom(True)`` makes every storage request of the calling thread fail, whatever the
-rate: a message processed under doom fails every attempt and ends in ``alerts-poison``.
-Tests call it from the harness's ``on_message`` hook (same thread as the function).
+``plan.doom(True)`` makes every storage request of one invocation fail, whatever the rate:
+a message processed under doom fails every attempt and ends in ``alerts-poison``. Tests call
+it from the harness's ``on_message`` hook, which runs just before the worker runs the
+function on a thread of its own: the doom is keyed by the invocation id (the harness's
+``current_invocation`` in the hook, the worker's ``invocation_id_cv`` in the function).
+Called anywhere else, it applies to the calling thread.
 
 The second half holds alert storms: metric alert payloads with their own event times,
 delivery with Azure Monitor's retry rule (only 408, 429, 503, 504 are retried, a bounded
@@ -59,12 +62,13 @@ from azure.core.exceptions import ResourceNotFoundError, ServiceResponseTimeoutE
 from azure.core.pipeline.transport import HttpTransport, RequestsTransport
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
+from azure_functions_runtime import invocation_id_cv
 
 from shared import alert_queue, processor, storage, store
 from shared.alerts import normalize, parse_payload
 from shared.config import ALERTS_QUEUE, CLAIM_CHECK_CONTAINER, POISON_QUEUE
 from tests.alert_factory import metric_alert_payload
-from tests.harness import FunctionsHost
+from tests.harness import FunctionsHost, current_invocation
 from tests.workitem_fixtures import Snapshot, snapshot, wipe_tables
 
 KINDS = ("503", "reset", "stall", "lost")
@@ -236,15 +240,18 @@ class FaultPlan:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {KINDS}")
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
-        self._local = threading.local()
+        self._doomed: dict[object, bool] = {}  # invocation id (or thread id) -> doomed
 
     def doom(self, doomed: bool) -> None:
-        """Fail every request made by the calling thread from now on (or stop doing so)."""
-        self._local.doomed = doomed
+        """Fail every request of the invocation about to run (from the harness's on_message
+        hook), else of the calling thread from now on; or stop doing so."""
+        with self._lock:
+            self._doomed[current_invocation.get() or threading.get_ident()] = doomed
 
     def draw(self, service: str, request: Any = None) -> str | None:
         """The fault for one request of `service`, or None to let it through."""
-        doomed = getattr(self._local, "doomed", False)
+        with self._lock:
+            doomed = self._doomed.get(invocation_id_cv.get() or threading.get_ident(), False)
         eligible = self.select is None or self.select(service, request)
         with self._lock:
             self.requests[service] += 1

@@ -1,20 +1,47 @@
-"""A small stand-in for the Functions host, driven by the app's own metadata.
+"""The Functions host, played in-process around the real Python worker.
 
-Core Tools cannot be installed here, so tests drive the functions in-process. The
-harness takes everything it does from what the real host would read: the triggers
-and bindings `function_app.app.get_functions()` declares (route, methods, auth
-level, queue names, connection names) and the queue settings in `host.json`
-(messageEncoding, maxDequeueCount, batchSize, newBatchThreshold, visibilityTimeout).
-It mirrors the host's behaviour where that matters to us:
+Core Tools cannot be installed here, so tests, benchmarks and the local host
+(`FunctionsHost.request` / `run_queue`) drive the functions through this harness. It
+plays the host's part and leaves the worker's part to the worker's own library:
 
-- HTTP: route template matching under `routePrefix`, 404 for no match, method
-  filtering, function keys for non-anonymous functions, duplicate headers joined
-  with ", ", unhandled exceptions become 500, output bindings written after return.
-- Queues: messages leased in batches of `batchSize`, at most batchSize +
-  newBatchThreshold in flight, decoded per `messageEncoding`, the real dequeue count
-  passed in; success deletes, failure makes the message visible again after
-  `visibilityTimeout`, and after `maxDequeueCount` failed attempts the message is
-  copied to `<queue>-poison` (same encoding) and deleted (WebJobs QueueProcessor).
+- The worker: every function is indexed, loaded and invoked by `azure-functions-runtime`
+  (tests/worker_rpc.py) through `worker_init_request`, `functions_metadata_request`,
+  `function_load_request` and `invocation_request`, with the gRPC message classes of the
+  worker's FunctionRpc.proto. Routes, methods, auth levels, queue names and data types come
+  from the metadata the worker answers (its raw bindings), as the host reads them. The
+  worker converts the inputs, runs the function in its thread pool and encodes the answer
+  (an HttpResponse gets its `content-type` there, charset only for text/*).
+- The host, played here (tests/host_rpc.py for the conversions, each after the host code):
+  HTTP: route templates under `routePrefix` matched against the unescaped path (so route
+  values are unescaped), 404 for no match, method filtering, function keys for
+  non-anonymous functions, 413 over the host's 100 MB limit; the request converted as
+  ToRpcHttp does: a repeated header joined with ",", empty query values dropped and a
+  repeated key's values joined with ",", and the body forwarded only when Content-Length
+  is positive (a chunked request reaches the function without its body); a failed
+  invocation answers 500; output bindings written after the function returned (a failure
+  there answers 500 too).
+  Queues (WebJobs QueueProcessor): messages leased in batches of `batchSize`, at most
+  batchSize + newBatchThreshold in flight, decoded per `messageEncoding`, passed as str
+  (bytes when the binding declares dataType binary) with the binding data (Id, PopReceipt,
+  DequeueCount as JSON, the times); success deletes, failure makes the message visible
+  again after `visibilityTimeout`, and after `maxDequeueCount` failed attempts the message
+  is copied to `<queue>-poison` (same encoding) and deleted. At most the worker's thread
+  pool (`PYTHON_THREADPOOL_THREAD_COUNT`, default min(32, CPUs + 4)) runs at once, as in
+  Azure. Other triggers (e.g. timers) are listed in `other_triggers`; a runner for one
+  calls `invoke()` with the inputs the host would send.
+
+Not played, and why (none of it changes what our functions see):
+- HTTP framing: `request()` takes the request as parsed. Like an HTTP client, it adds
+  `Content-Length` when a body is given without Content-Length or Transfer-Encoding, and
+  `Host: localhost:7071` when there is none. A Content-Length that is no number, or that
+  disagrees with the body, is passed on as given (Kestrel would answer 400 or read
+  another length before the host ever ran): an unusable one counts as absent, so the body
+  is dropped; the URL the worker sees always names localhost:7071.
+- Identities and cookies of the request (our functions read neither), the invocation's
+  trace and retry context, the worker's logs to the host (they stay in this process's
+  logging), HTTP proxying (`HttpUri`, which this worker version does not ask for).
+- The worker runs in this process rather than its own, so the test's monkeypatched
+  environment and loggers are the worker's too.
 """
 
 from __future__ import annotations
@@ -26,23 +53,35 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
 
+from tests import host_rpc
+from tests.worker_rpc import Worker, worker
+
 REPO = Path(__file__).resolve().parent.parent
 log = logging.getLogger("harness")
 
 # The host's default request size limit (maxRequestBodySize, 100 MB).
 MAX_REQUEST_BODY = 100 * 1024 * 1024
+HOST = "localhost:7071"
+
+# The invocation id `run_queue` is about to use, set while its `on_message` hook runs. The
+# function itself runs on a worker thread, where the worker's own
+# `azure_functions_runtime.invocation_id_cv` holds the same id: together they let a test tie
+# what it decides in the hook to what the function then does (tests/fault_injection.py).
+current_invocation: ContextVar[str | None] = ContextVar("harness_invocation", default=None)
 
 
 def _timespan_seconds(value: str) -> float:
@@ -76,15 +115,39 @@ class QueueSettings:
             return base64.b64encode(text.encode("utf-8")).decode("ascii")
         return text
 
+    def encode_bytes(self, data: bytes) -> str:
+        if self.message_encoding == "base64":
+            return base64.b64encode(data).decode("ascii")
+        return data.decode("utf-8")
+
     def decode(self, content: str) -> bytes:
         if self.message_encoding == "base64":
             return base64.b64decode(content)
         return content.encode("utf-8")
 
 
+@dataclass(frozen=True)
+class WorkerFunction:
+    """A function as the host knows it after indexing: the worker's metadata and bindings."""
+
+    name: str
+    metadata: Any  # RpcFunctionMetadata
+    bindings: tuple[dict[str, Any], ...]
+
+    @property
+    def trigger(self) -> dict[str, Any]:
+        return next(b for b in self.bindings if b["type"].endswith("Trigger"))
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        return [
+            b for b in self.bindings if b["direction"].upper() == "OUT" and b["name"] != "$return"
+        ]
+
+
 @dataclass
 class HttpRoute:
-    function: func.Function
+    function: WorkerFunction
     arg_name: str
     methods: tuple[str, ...]
     auth_level: str
@@ -113,19 +176,6 @@ def _route_regex(template: str) -> re.Pattern[str]:
     return re.compile("".join(parts) + "/?", re.IGNORECASE)
 
 
-_indexed: dict[int, tuple[func.FunctionApp, list[func.Function]]] = {}
-
-
-def indexed_functions(app: func.FunctionApp) -> list[func.Function]:
-    """The app's functions, indexed once per app object as the worker does at start-up
-    (azure-functions refuses a second get_functions() on the same app)."""
-    entry = _indexed.get(id(app))
-    if entry is None or entry[0] is not app:
-        entry = (app, app.get_functions())
-        _indexed[id(app)] = entry
-    return entry[1]
-
-
 class FunctionsHost:
     def __init__(
         self,
@@ -141,23 +191,29 @@ class FunctionsHost:
         )
         self.connection_string = connection_string
         self.function_keys = set(function_keys)
+        self.app = app
+        self.worker: Worker = worker()
         self.http_routes: list[HttpRoute] = []
-        self.queue_functions: dict[str, tuple[func.Function, str, str]] = {}
-        self.outputs: dict[str, list[dict[str, Any]]] = {}  # by function name
-        self.functions = {f.get_function_name(): f for f in indexed_functions(app)}
-        for function in self.functions.values():
+        self.queue_functions: dict[str, tuple[WorkerFunction, str, str]] = {}
+        # Triggers this harness does not drive itself yet, by type (e.g. timerTrigger): a
+        # runner for them calls invoke() with the inputs the host would send.
+        self.other_triggers: dict[str, list[WorkerFunction]] = {}
+        self.functions: dict[str, WorkerFunction] = {}
+        for metadata in self.worker.load_app(app):  # indexed by the worker, once per app
+            function = WorkerFunction(
+                name=metadata.name,
+                metadata=metadata,
+                bindings=tuple(json.loads(b) for b in metadata.raw_bindings),
+            )
+            self.functions[function.name] = function
             self._register(function)
 
     # -- metadata -------------------------------------------------------------------
 
-    def _register(self, function: func.Function) -> None:
-        bindings = [json.loads(b) for b in function.get_raw_bindings()]
-        self.outputs[function.get_function_name()] = [
-            b for b in bindings if b["direction"].upper() == "OUT" and b["name"] != "$return"
-        ]  # read once, as the host reads a function's metadata once at start-up
-        trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
+    def _register(self, function: WorkerFunction) -> None:
+        trigger = function.trigger
         if trigger["type"] == "httpTrigger":
-            route = trigger.get("route") or function.get_function_name()
+            route = trigger.get("route") or function.name
             prefix = f"/{self.route_prefix.strip('/')}" if self.route_prefix else ""
             self.http_routes.append(
                 HttpRoute(
@@ -175,13 +231,35 @@ class FunctionsHost:
                 trigger.get("connection", "AzureWebJobsStorage"),
             )
         else:
-            raise NotImplementedError(f"harness does not play trigger {trigger['type']}")
-
-    def _output_bindings(self, function: func.Function) -> list[dict[str, Any]]:
-        return self.outputs[function.get_function_name()]
+            self.other_triggers.setdefault(trigger["type"], []).append(function)
 
     def queue_client(self, name: str) -> QueueClient:
         return QueueClient.from_connection_string(self.connection_string, name)
+
+    def invoke(
+        self,
+        function: WorkerFunction,
+        inputs: Mapping[str, Any],
+        trigger_metadata: Mapping[str, Any],
+        invocation_id: str | None = None,
+    ) -> Any:
+        """One invocation through the worker: `inputs` maps binding names to TypedData.
+        Returns the worker's InvocationResponse; on success, output bindings are written
+        (as the host does, after the function returned)."""
+        p = self.worker.protos
+        bindings = [p.ParameterBinding(name=name, data=data) for name, data in inputs.items()]
+        answer = self.worker.invoke(
+            self.app, function.metadata, bindings, trigger_metadata, invocation_id
+        )
+        if answer.result.status == p.StatusResult.Success:
+            outputs = {b.name: b.data for b in answer.output_data}
+            for binding in function.outputs:
+                if binding["name"] in outputs:
+                    self._write_output(binding, outputs[binding["name"]])
+        return answer
+
+    def succeeded(self, answer: Any) -> bool:
+        return bool(answer.result.status == self.worker.protos.StatusResult.Success)
 
     # -- HTTP -----------------------------------------------------------------------
 
@@ -193,67 +271,89 @@ class FunctionsHost:
         headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         body: bytes | str | None = None,
     ) -> func.HttpResponse:
-        """One HTTP request as the host would hand it to the worker."""
+        """One HTTP request as a client sends it; the answer as the host gives it."""
         split = urlsplit(url)
-        joined: dict[str, str] = {}
-        pairs = headers.items() if isinstance(headers, Mapping) else headers
-        for name, value in pairs:
-            key = name.lower()
-            joined[key] = f"{joined[key]}, {value}" if key in joined else value
+        pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
         raw_body = body.encode("utf-8") if isinstance(body, str) else (body or b"")
+        names = {name.lower() for name, _ in pairs}
+        if raw_body and not names & {"content-length", "transfer-encoding"}:
+            pairs.append(("Content-Length", str(len(raw_body))))  # as any HTTP client does
+        if "host" not in names:
+            pairs.insert(0, ("Host", HOST))
+        joined = host_rpc.join_headers(pairs)
         if len(raw_body) > MAX_REQUEST_BODY:
             return func.HttpResponse(status_code=413)
+        path = host_rpc.unescaped_path(split.path)
         for route in self.http_routes:
-            match = route.pattern.fullmatch(split.path)
+            match = route.pattern.fullmatch(path)
             if match is None:
                 continue
             if route.methods and method.upper() not in route.methods:
                 continue
-            params = dict(parse_qsl(split.query, keep_blank_values=True))
-            if route.auth_level != "ANONYMOUS" and not self._has_key(joined, params):
+            query = host_rpc.query_values(split.query)
+            if route.auth_level != "ANONYMOUS" and not self._has_key(joined, query):
                 return func.HttpResponse(status_code=401)
-            request = func.HttpRequest(
+            return self._invoke_http(
+                route,
                 method=method.upper(),
-                url=f"http://localhost:7071{split.path}"
-                + (f"?{split.query}" if split.query else ""),
+                url=f"http://{HOST}{path}" + (f"?{split.query}" if split.query else ""),
                 headers=joined,
-                params=params,
-                route_params={k: v for k, v in match.groupdict().items() if v is not None},
                 body=raw_body,
+                route_params={k: v for k, v in match.groupdict().items() if v is not None},
             )
-            return self._invoke_http(route, request)
         return func.HttpResponse(status_code=404)
 
-    def _has_key(self, headers: Mapping[str, str], params: Mapping[str, str]) -> bool:
-        key = headers.get("x-functions-key") or params.get("code")
+    def _has_key(self, headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
+        code = next((v for k, v in query.items() if k.lower() == "code"), None)
+        key = headers.get("x-functions-key") or code
         return key is not None and key in self.function_keys
 
-    def _invoke_http(self, route: HttpRoute, request: func.HttpRequest) -> func.HttpResponse:
-        user_function = route.function.get_user_function()
-        outputs = {b["name"]: _Out() for b in self._output_bindings(route.function)}
+    def _invoke_http(
+        self,
+        route: HttpRoute,
+        *,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        route_params: Mapping[str, str],
+    ) -> func.HttpResponse:
+        p = self.worker.protos
+        data, metadata = host_rpc.http_request(
+            p,
+            self.worker.capabilities,
+            method=method,
+            url=url,
+            headers=headers,
+            body=body,
+            route_params=route_params,
+        )
         try:
-            response = user_function(**{route.arg_name: request}, **outputs)
-            # Output bindings are written after the function returned (as the host does):
-            # a failure here turns the answer into a 500.
-            for binding in self._output_bindings(route.function):
-                self._write_output(binding, outputs[binding["name"]].value)
+            answer = self.invoke(route.function, {route.arg_name: data}, metadata)
         except Exception:
-            log.exception("function %s failed", route.function.get_function_name())
+            # Output bindings are written after the function returned: a failure there
+            # turns the answer into a 500.
+            log.exception("function %s: output binding failed", route.function.name)
             return func.HttpResponse(status_code=500)
-        if not isinstance(response, func.HttpResponse):
-            raise TypeError(f"{route.function.get_function_name()} returned {response!r}")
-        return response
+        if not self.succeeded(answer):
+            log.error(
+                "function %s failed: %s\n%s",
+                route.function.name,
+                answer.result.exception.message,
+                answer.result.exception.stack_trace,
+            )
+            return func.HttpResponse(status_code=500)
+        return host_rpc.http_response(p, answer)
 
-    def _write_output(self, binding: Mapping[str, Any], value: Any) -> None:
-        if value is None:
-            return
+    def _write_output(self, binding: Mapping[str, Any], data: Any) -> None:
         if binding["type"] != "queue":
             raise NotImplementedError(f"harness does not write {binding['type']} outputs")
         client = self.queue_client(binding["queueName"])
-        values = value if isinstance(value, list) else [value]
-        for item in values:
-            text = item if isinstance(item, str) else json.dumps(item)
-            self._send(client, self.queue_settings.encode(text))
+        for item in host_rpc.output_messages(data):
+            if isinstance(item, bytes):
+                self._send(client, self.queue_settings.encode_bytes(item))
+            else:
+                self._send(client, self.queue_settings.encode(item))
 
     @staticmethod
     def _send(client: QueueClient, content: str) -> None:
@@ -278,8 +378,13 @@ class FunctionsHost:
 
         `visibility_timeout` overrides host.json's retry delay for tests that only care
         about outcomes (the retry count and poison behaviour stay the host's).
+        `on_message` sees each leased message (as an azure.functions QueueMessage) before
+        the worker is invoked with it, with `current_invocation` set to that invocation.
         """
         function, arg_name, _connection = self.queue_functions[queue_name]
+        binary = function.metadata.bindings[arg_name].data_type == (
+            self.worker.protos.BindingInfo.binary
+        )
         settings = self.queue_settings
         delay = settings.visibility_timeout if visibility_timeout is None else visibility_timeout
         client = self.queue_client(queue_name)
@@ -291,26 +396,39 @@ class FunctionsHost:
         deadline = time.monotonic() + timeout
 
         def handle(message: Any) -> None:
-            msg = QueueMessage(
-                id=message.id,
-                body=settings.decode(message.content),
-                dequeue_count=message.dequeue_count,
-                expiration_time=message.expires_on,
-                insertion_time=message.inserted_on,
-                time_next_visible=message.next_visible_on,
-                pop_receipt=message.pop_receipt,
-            )
+            body = settings.decode(message.content)
+            invocation_id = str(uuid.uuid4())
             if on_message is not None:
-                on_message(msg)
+                token = current_invocation.set(invocation_id)
+                try:
+                    on_message(
+                        QueueMessage(
+                            id=message.id,
+                            body=body,
+                            dequeue_count=message.dequeue_count,
+                            expiration_time=message.expires_on,
+                            insertion_time=message.inserted_on,
+                            time_next_visible=message.next_visible_on,
+                            pop_receipt=message.pop_receipt,
+                        )
+                    )
+                finally:
+                    current_invocation.reset(token)
             if message.dequeue_count > settings.max_dequeue_count:
                 self._poison(client, poison, message, stats, lock)
                 return
+            data, metadata = host_rpc.queue_trigger(
+                self.worker.protos, message, body, binary=binary
+            )
             try:
-                function.get_user_function()(**{arg_name: msg})
-            except Exception as exc:
+                answer = self.invoke(function, {arg_name: data}, metadata, invocation_id)
+                error = None if self.succeeded(answer) else answer.result.exception.message
+            except Exception as exc:  # an output binding the host could not write
+                error = f"{type(exc).__name__}: {exc}"
+            if error is not None:
                 with lock:
                     stats.failed_attempts += 1
-                    stats.errors.append(f"{type(exc).__name__}: {exc}")
+                    stats.errors.append(error)
                 if message.dequeue_count >= settings.max_dequeue_count:
                     self._poison(client, poison, message, stats, lock)
                 else:
@@ -376,16 +494,3 @@ class FunctionsHost:
         client.delete_message(message.id, message.pop_receipt)
         with lock:
             stats.poisoned += 1
-
-
-class _Out:
-    """What the worker passes for an output binding parameter (func.Out)."""
-
-    def __init__(self) -> None:
-        self.value: Any = None
-
-    def set(self, value: Any) -> None:
-        self.value = value
-
-    def get(self) -> Any:
-        return self.value

@@ -125,3 +125,31 @@ def test_non_finite_numbers_are_accepted_and_queued(
     assert status == 202, answer
     queued = _queued(storage)
     assert queued.alert["summary"]["fields"]["conditions"][0]["metricValue"] == "NaN"
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_chunked_request_is_told_to_send_content_length(
+    receiver: FunctionsHost, storage: str, mint: Mint, signed: bool
+) -> None:
+    """The host drops a chunked body before the app runs: 411 says why, once the caller
+    is known (an unknown caller still gets its 401 first)."""
+    token = bearer(mint()) if signed else "Bearer not-a-token"
+    response = receiver.request(
+        "POST",
+        "/api/alerts",
+        headers={
+            "Authorization": token,
+            "Content-Type": "application/json",
+            "Transfer-Encoding": "chunked",
+        },
+        body=load_bytes("metric-alert-static-fired"),
+    )
+    answer = json.loads(response.get_body())
+    if signed:
+        assert response.status_code == 411
+        assert answer["error"] == "length_required"
+        assert "Transfer-Encoding: chunked" in answer["detail"]
+        assert "Content-Length" in answer["detail"]
+    else:
+        assert response.status_code == 401
+    assert _queue_is_empty(storage)

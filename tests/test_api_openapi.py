@@ -9,7 +9,6 @@ request, however malformed, gets an answer it does not describe (in particular n
 from __future__ import annotations
 
 import fnmatch
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from referencing.jsonschema import DRAFT202012
 
 from tests import alert_factory as af
 from tests.api_support import OPENAPI, Api, api_session
-from tests.harness import REPO, FunctionsHost, indexed_functions
+from tests.harness import REPO, FunctionsHost
 from tests.tokens import Mint
 
 
@@ -69,12 +68,9 @@ def test_document_is_openapi_3_1_with_valid_schemas() -> None:
 
 
 def test_document_lists_exactly_the_apps_http_routes(host: FunctionsHost) -> None:
-    import function_app
-
     served = set()
-    for function in indexed_functions(function_app.app):
-        for raw in function.get_raw_bindings():
-            binding = json.loads(raw)
+    for function in host.functions.values():  # as the worker indexed them
+        for binding in function.bindings:
             if binding["type"] == "httpTrigger" and binding["route"] != "alerts":
                 for method in binding["methods"]:
                     served.add((method.upper(), "/" + binding["route"]))

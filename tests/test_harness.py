@@ -77,7 +77,10 @@ def test_http_routing_auth_and_headers(storage: str, tmp_path: Path) -> None:
     host = _host(storage, tmp_path, "base64")
     ok = host.request("GET", "/api/things/42?q=x", headers=[("X-Dup", "a"), ("x-dup", "b")])
     assert ok.status_code == 200
-    assert json.loads(ok.get_body()) == {"id": "42", "q": "x", "hdr": "a, b"}
+    # The host joins a repeated header's values with "," (Kestrel's StringValues).
+    assert json.loads(ok.get_body()) == {"id": "42", "q": "x", "hdr": "a,b"}
+    # The worker adds Content-Type from the response's mimetype (charset for text/* only).
+    assert ok.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert host.request("POST", "/api/things/42").status_code == 404  # method not allowed
     assert host.request("GET", "/api/nothing").status_code == 404
     assert host.request("GET", "/things/42").status_code == 404  # route prefix applies
