@@ -144,12 +144,8 @@ class LocalHost:
         prefix = self.host.route_prefix.strip("/")
         out = []
         for route in self.host.http_routes:
-            trigger = next(
-                b
-                for b in map(json.loads, route.function.get_raw_bindings())
-                if b["type"] == "httpTrigger"
-            )
-            name = str(route.function.get_function_name())
+            trigger = route.function.trigger
+            name = route.function.name
             path = trigger.get("route") or name
             out.append(
                 (
@@ -340,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, methods, route in local.routes():
         print(f"    {name}: [{','.join(methods)}] {local.url}{route}", flush=True)
     for queue_name, (function, _arg, _conn) in local.host.queue_functions.items():
-        print(f"    {function.get_function_name()}: queueTrigger {queue_name}", flush=True)
+        print(f"    {function.name}: queueTrigger {queue_name}", flush=True)
     print("Ctrl-C stops it.", flush=True)
     while not done.wait(0.5):
         pass
