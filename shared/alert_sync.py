@@ -10,10 +10,11 @@ Failure handling, as the Functions host sees it:
   PermanentSyncError on every attempt and ends in `alert-state-sync-poison`;
 - 404 (the alert is gone) and 403 (no permission) are final: recorded as failed with the
   reason, logged with the alert id, never retried;
-- 429, 5xx, timeouts, and a sync of the same alert still in flight raise SyncRetryLater, so
-  the host delivers the message again; on the last attempt (MAX_ATTEMPTS, host.json's
-  maxDequeueCount) the alerts still open are recorded as failed instead, so nothing is
-  retried forever and no other message waits on them.
+- 429, 5xx and timeouts raise SyncRetryLater, so the host delivers the message again; on
+  the last attempt (MAX_ATTEMPTS, host.json's maxDequeueCount) the alerts still open are
+  recorded as failed instead, so nothing is retried forever and no other message waits;
+- an alert whose previous sync is still in flight is looked at again BUSY_RECHECK_S later,
+  in a fresh message (waiting is not failing: it uses up no attempt).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
@@ -55,6 +57,8 @@ MAX_ATTEMPTS = 5  # host.json extensions.queues.maxDequeueCount (a test holds th
 # A claim's lease: longer than one alert's calls can take (AlertsClient's attempt timeout,
 # 60 s), so a lease only lapses when its holder crashed.
 LEASE_S = 120.0
+# How soon a sync that found another one in flight for the same alert looks again.
+BUSY_RECHECK_S = 3
 
 
 class PermanentSyncError(Exception):
@@ -73,16 +77,17 @@ def plan_messages(change: StateChange) -> list[str]:
     return [request.to_message() for request in plan(change).requests]
 
 
-def send(settings: Settings, messages: list[str]) -> None:
-    """Queue sync messages; AzureError propagates (the outbox's repair path resends)."""
+def send(settings: Settings, messages: list[str], delay_s: int = 0) -> None:
+    """Queue sync messages (visible after `delay_s`); AzureError propagates (the outbox's
+    repair path resends)."""
     queue = storage.queue_client(settings.storage, ALERT_SYNC_QUEUE)
     for text in messages:
         try:
-            queue.send_message(text)
+            queue.send_message(text, visibility_timeout=delay_s or None)
         except ResourceNotFoundError:
             with contextlib.suppress(ResourceExistsError):
                 queue.create_queue()
-            queue.send_message(text)
+            queue.send_message(text, visibility_timeout=delay_s or None)
 
 
 # -- consumer: the sync function ----------------------------------------------------------
@@ -219,13 +224,32 @@ def handle(
         return
     client = client or _client(endpoint, settings.storage)
     retry: dict[str, str] = {}
+    busy: list[str] = []
     for alert_id in request.alert_ids:
         try:
             sync_one(results, client, request, alert_id)
-        except (TransientArmError, _Busy) as exc:
+        except _Busy:
+            busy.append(alert_id)
+        except TransientArmError as exc:
             retry[alert_id] = str(exc)
         except AzureError as exc:  # our own table: the message comes back
             retry[alert_id] = f"storage: {type(exc).__name__}"
+    if busy and (not retry or dequeue_count >= MAX_ATTEMPTS):
+        # Waiting for another sync of the same alert is no failure: it must not use up
+        # this message's attempts, or a slow call would make the newer change give up.
+        # A later look comes as a fresh message; a lease lapses within LEASE_S, so the
+        # looks are bounded.
+        later = replace(request, alert_ids=tuple(busy))
+        try:
+            send(settings, [later.to_message()], BUSY_RECHECK_S)
+        except AzureError as exc:
+            raise SyncRetryLater(f"could not queue the later look: {exc}") from None
+        log.info(
+            "item %s: sync %d of %d alert(s) waits for a sync in flight",
+            request.item_id,
+            request.seq,
+            len(busy),
+        )
     if not retry:
         return
     if dequeue_count >= MAX_ATTEMPTS:
