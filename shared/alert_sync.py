@@ -54,8 +54,8 @@ from shared.config import (
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5  # host.json extensions.queues.maxDequeueCount (a test holds them together)
-# A claim's lease: longer than one alert's calls can take (AlertsClient's attempt timeout,
-# 60 s), so a lease only lapses when its holder crashed.
+# A claim's lease: longer than one alert's calls can take (a GET and a POST, each bounded
+# by AlertsClient's 45 s attempt timeout), so a lease only lapses when its holder crashed.
 LEASE_S = 120.0
 # How soon a sync that found another one in flight for the same alert looks again.
 BUSY_RECHECK_S = 3
@@ -166,10 +166,13 @@ def sync_one(
     return outcome
 
 
-def _give_up(results: SyncResults, request: SyncRequest, alert_id: str, reason: str) -> None:
+def give_up(results: SyncResults, request: SyncRequest, alert_id: str, reason: str) -> None:
+    """Record the sync as failed for good, unless it ended or a newer one owns the alert."""
     row, etag = results.load(request.item_id, alert_id)
     if row is not None and row.seq > request.seq:
         return  # a newer change owns this alert now
+    if row is not None and row.seq == request.seq and row.status != PENDING:
+        return  # a copy of this message already ended it (done stays done)
     if row is not None and row.status == PENDING and row.lease_until > time.time():
         return  # the holder will record its own outcome
     failed = SyncRow(request.seq, FAILED, request.target_state, 0.0, reason)
@@ -217,7 +220,7 @@ def handle(
         )
     if off_reason is not None or endpoint is None:
         for alert_id in request.alert_ids:
-            _give_up(results, request, alert_id, off_reason or "")
+            give_up(results, request, alert_id, off_reason or "")
         log.warning(
             "item %s: sync %d not carried out: %s", request.item_id, request.seq, off_reason
         )
@@ -254,7 +257,7 @@ def handle(
         return
     if dequeue_count >= MAX_ATTEMPTS:
         for alert_id, reason in retry.items():
-            _give_up(results, request, alert_id, f"Azure Resource Manager kept failing: {reason}")
+            give_up(results, request, alert_id, f"Azure Resource Manager kept failing: {reason}")
         return
     log.warning(
         "item %s: sync %d of %d alert(s) will be retried (attempt %d): %s",

@@ -57,7 +57,7 @@ _BACKOFF_MAX_S = 8
 # of holding a worker asleep.
 MAX_RETRY_AFTER_S = 30.0
 # The whole attempt, retries included, stays well inside the function timeout.
-_ATTEMPT_TIMEOUT_S = 60
+_ATTEMPT_TIMEOUT_S = 45
 _REPEATABLE = frozenset({"GET", "POST"})  # change state sets a value: safe to repeat
 _MAX_ERROR_TEXT = 300
 

@@ -261,6 +261,22 @@ def test_turned_off_sync_calls_nothing_and_says_so(
     assert "SYNC_ALERT_STATE=false" in str(rows()[alert_id(1)]["reason"])
 
 
+def test_giving_up_never_overwrites_an_ended_or_newer_sync(
+    arm: ArmServer, host: FunctionsHost
+) -> None:
+    results = TableSyncResults(get_settings().storage)
+    (message,) = alert_sync.plan_messages(person("Closed", [alert_id(1), alert_id(2)], seq=3))
+    request = SyncRequest.from_message(message)
+    assert results.claim(ITEM, alert_id(1), SyncRow(3, "done", "Closed", 0.0), None)
+    assert results.claim(ITEM, alert_id(2), SyncRow(4, "pending", "New", 0.0), None)
+    for a in (alert_id(1), alert_id(2)):
+        alert_sync.give_up(results, request, a, "Azure Resource Manager kept failing")
+    assert rows()[alert_id(1)]["status"] == "done"
+    assert rows()[alert_id(2)]["seq"] == 4
+    alert_sync.give_up(results, request, alert_id(3), "gave up")
+    assert rows()[alert_id(3)]["status"] == "failed"
+
+
 def test_alert_events_queue_nothing() -> None:
     change = StateChange(ITEM, 1, "New", "Resolved", "alert", "Azure Monitor", ())
     assert alert_sync.plan_messages(change) == []
