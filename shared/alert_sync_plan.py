@@ -135,7 +135,7 @@ class SyncRequest:
         if not isinstance(data, dict):
             raise InvalidSyncMessage("not a JSON object")
         if data.get("v") != MESSAGE_VERSION:
-            raise InvalidSyncMessage(f"unknown message version {data.get('v')!r}")
+            raise InvalidSyncMessage(f"unknown message version {str(data.get('v'))[:20]!r}")
         item_id, seq, state = data.get("itemId"), data.get("seq"), data.get("targetState")
         alert_ids, actor, comment = data.get("alertIds"), data.get("actor"), data.get("comment")
         if not isinstance(item_id, str) or not table_keys.is_item_id(item_id):
