@@ -2,9 +2,9 @@
 
 import azure.functions as func
 
-from shared import ingest, processor
+from shared import alert_sync, ingest, processor
 from shared.api import handlers as workitem_api
-from shared.config import ALERTS_QUEUE, STORAGE_CONNECTION
+from shared.config import ALERT_SYNC_QUEUE, ALERTS_QUEUE, STORAGE_CONNECTION
 
 # Anonymous at the platform level on purpose: Azure Monitor's Secure Webhook sends an
 # Entra ID bearer token, not a function key; shared/auth.py verifies that token.
@@ -21,6 +21,12 @@ def receive_alert(req: func.HttpRequest) -> func.HttpResponse:
 @app.queue_trigger(arg_name="msg", queue_name=ALERTS_QUEUE, connection=STORAGE_CONNECTION)
 def process_alert(msg: func.QueueMessage) -> None:
     processor.handle(msg.get_body().decode("utf-8"), msg.dequeue_count or 1, msg.id)
+
+
+@app.function_name("sync_alert_state")
+@app.queue_trigger(arg_name="msg", queue_name=ALERT_SYNC_QUEUE, connection=STORAGE_CONNECTION)
+def sync_alert_state(msg: func.QueueMessage) -> None:
+    alert_sync.handle(msg.get_body().decode("utf-8"), msg.dequeue_count or 1, msg.id)
 
 
 # -- the work item API: Entra ID bearer tokens with our app roles (shared/api/security.py) --

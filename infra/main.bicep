@@ -54,6 +54,15 @@ param flapThreshold int = 4
 @description('Flap window, in minutes (FLAP_WINDOW_MINUTES).')
 param flapWindowMinutes int = 60
 
+@description('A person\'s acknowledge, close and reopen of a work item set the user state of its Azure Monitor alerts (SYNC_ALERT_STATE).')
+param syncAlertState bool = true
+
+@description('Subscriptions whose Azure Monitor alerts the app may acknowledge and close (a custom role with just that is assigned in each). Default: this deployment\'s subscription.')
+@minLength(1)
+param alertSubscriptionIds array = [
+  subscription().subscriptionId
+]
+
 @description('Maximum number of Flex Consumption instances.')
 param maximumInstanceCount int = 100
 
@@ -101,15 +110,21 @@ var appUniqueName = 'azmon-itsm-${checkedBaseName}-${resourceToken}'
 // Storage layout: the names the code binds to (shared/config.py) and the tables it uses.
 // Change table names here only.
 var alertsQueueName = 'alerts'
+// shared/config.py ALERT_SYNC_QUEUE: a person's state changes on their way to Azure Monitor.
+var alertSyncQueueName = 'alert-state-sync'
 var queueNames = [
   alertsQueueName
   '${alertsQueueName}-poison'
+  alertSyncQueueName
+  '${alertSyncQueueName}-poison'
 ]
-// shared/table_keys.py WORKITEMS_TABLE, CMDB_TABLE and shared/workitem_index.py INDEX_TABLE
+// shared/table_keys.py WORKITEMS_TABLE, CMDB_TABLE, shared/workitem_index.py INDEX_TABLE
+// and shared/config.py ALERT_SYNC_TABLE
 var tableNames = [
   'workitems'
   'cmdb'
   'workitemindex'
+  'alertsync'
 ]
 var claimCheckContainerName = 'alert-payloads'
 var deploymentContainerName = 'app-package'
@@ -120,6 +135,9 @@ var webhookPath = '/api/alerts'
 // AAD_AUTHORITY_HOST wants no trailing slash; loginEndpoint has one.
 var loginEndpoint = environment().authentication.loginEndpoint
 var authorityHost = endsWith(loginEndpoint, '/') ? substring(loginEndpoint, 0, length(loginEndpoint) - 1) : loginEndpoint
+// ARM_ENDPOINT wants no trailing slash either.
+var resourceManager = environment().resourceManager
+var armEndpoint = endsWith(resourceManager, '/') ? substring(resourceManager, 0, length(resourceManager) - 1) : resourceManager
 
 module entraApp 'modules/entra-app.bicep' = {
   name: 'entra-app'
@@ -198,12 +216,38 @@ module functionApp 'modules/function-app.bicep' = {
     reopenWindowMinutes: reopenWindowMinutes
     flapThreshold: flapThreshold
     flapWindowMinutes: flapWindowMinutes
+    syncAlertState: syncAlertState
+    armEndpoint: armEndpoint
   }
   // The host reaches storage with the identity from its first start.
   dependsOn: [
     rbac
   ]
 }
+
+// Two-way sync: a custom role holding only "change an alert's state" (and read it), defined
+// once in this subscription and assignable in each of alertSubscriptionIds, where it is
+// assigned to the app's identity. Subscription-scope modules from this resource-group
+// deployment: the deploying user needs Owner or User Access Administrator there.
+module alertStateRole 'modules/alert-state-role.bicep' = {
+  name: 'alert-state-role'
+  scope: subscription()
+  params: {
+    roleName: 'Azure Monitor alert state writer (${baseName}-${resourceToken})'
+    assignableSubscriptionIds: alertSubscriptionIds
+  }
+}
+
+module alertStateAssignments 'modules/alert-state-assignment.bicep' = [
+  for subscriptionId in alertSubscriptionIds: {
+    name: 'alert-state-${uniqueString(subscriptionId)}'
+    scope: subscription(subscriptionId)
+    params: {
+      roleDefinitionName: alertStateRole.outputs.roleDefinitionName
+      principalId: identity.properties.principalId
+    }
+  }
+]
 
 module actionGroup 'modules/action-group.bicep' = {
   name: 'action-group'

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +21,23 @@ ALERTS_QUEUE = "alerts"
 POISON_QUEUE = f"{ALERTS_QUEUE}-poison"
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 CLAIM_CHECK_CONTAINER = "alert-payloads"
+# Two-way sync with Azure Monitor (shared/alert_sync.py): the outbox queue and the table
+# holding each alert's sync status per work item.
+ALERT_SYNC_QUEUE = "alert-state-sync"
+ALERT_SYNC_POISON_QUEUE = f"{ALERT_SYNC_QUEUE}-poison"
+ALERT_SYNC_TABLE = "alertsync"
 
 AZNS_AAD_WEBHOOK_APP_ID = "461e8683-5575-4561-ac7f-899cc907d62a"
 DEFAULT_REQUIRED_ROLE = "ActionGroupsSecureWebhook"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 CORRELATION_MODES = ("alert", "rule")
+# Azure Resource Manager of each Entra authority (the national clouds' documented pairs):
+# ARM_ENDPOINT defaults to the one of AAD_AUTHORITY_HOST.
+ARM_ENDPOINTS = {
+    "https://login.microsoftonline.com": "https://management.azure.com",  # public
+    "https://login.microsoftonline.us": "https://management.usgovcloudapi.net",  # US Gov
+    "https://login.chinacloudapi.cn": "https://management.chinacloudapi.cn",  # China (21Vianet)
+}
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
@@ -49,6 +62,8 @@ SETTING_NAMES: tuple[str, ...] = (
     "REOPEN_WINDOW_MINUTES",
     "FLAP_THRESHOLD",
     "FLAP_WINDOW_MINUTES",
+    "SYNC_ALERT_STATE",
+    "ARM_ENDPOINT",
 )
 
 
@@ -83,6 +98,12 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class AlertSyncSettings:
+    enabled: bool  # SYNC_ALERT_STATE: a person's state changes reach the Azure alert
+    arm_endpoint: str | None  # None: unknown cloud and no ARM_ENDPOINT (sync fails, says so)
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
     auth: AuthSettings
@@ -91,6 +112,7 @@ class Settings:
     reopen_window_minutes: int
     flap_threshold: int
     flap_window_minutes: int
+    alert_sync: AlertSyncSettings
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -236,6 +258,32 @@ def _correlation_mode(raw: str) -> str:
     return mode
 
 
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return value == "true"
+
+
+def _arm_endpoint(raw: str) -> str:
+    url = urlsplit(_https_url(raw))
+    if url.path or url.query or url.fragment or url.username or url.password:
+        raise ValueError("must be the endpoint's origin, without a path, query or credentials")
+    if url.scheme != "https" and url.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("must be https (plain http only for a loopback test server)")
+    return f"{url.scheme}://{url.netloc}"
+
+
+def _alert_sync(env: Mapping[str, str], authority_host: str) -> AlertSyncSettings:
+    example = "https://management.azure.com"
+    return AlertSyncSettings(
+        enabled=_parsed(env, "SYNC_ALERT_STATE", True, _bool, "true"),
+        arm_endpoint=_parsed(
+            env, "ARM_ENDPOINT", ARM_ENDPOINTS.get(authority_host), _arm_endpoint, example
+        ),
+    )
+
+
 def storage_settings(environ: Mapping[str, str] | None = None) -> StorageSettings:
     """Only the storage settings (tools such as scripts/replay_poison.py need no others)."""
     return _storage(os.environ if environ is None else environ)
@@ -244,9 +292,10 @@ def storage_settings(environ: Mapping[str, str] | None = None) -> StorageSetting
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises ConfigError naming the bad one."""
     env = os.environ if environ is None else environ
+    auth = _auth(env)
     return Settings(
         storage=_storage(env),
-        auth=_auth(env),
+        auth=auth,
         max_payload_bytes=_parsed(
             env, "MAX_PAYLOAD_BYTES", 1024 * 1024, _int_between(1024, 100 * 1024 * 1024), "1048576"
         ),
@@ -256,6 +305,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         flap_threshold=_parsed(env, "FLAP_THRESHOLD", 4, _int_between(2, 1000), "4"),
         flap_window_minutes=_parsed(env, "FLAP_WINDOW_MINUTES", 60, _int_between(1, 525600), "60"),
+        alert_sync=_alert_sync(env, auth.authority_host),
     )
 
 

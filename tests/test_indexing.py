@@ -68,7 +68,7 @@ def _bindings(metadata: Any) -> dict[str, dict[str, Any]]:
 
 def test_worker_indexes_exactly_our_functions(indexed: list[Any]) -> None:
     names = sorted(m.name for m in indexed)
-    assert names == sorted(["process_alert", "receive_alert", *WORK_ITEM_API])
+    assert names == sorted(["process_alert", "receive_alert", "sync_alert_state", *WORK_ITEM_API])
     assert all(m.language == "python" for m in indexed)
 
 
@@ -122,6 +122,15 @@ def test_process_alert_triggers_on_alerts_queue(indexed: list[Any]) -> None:
     assert bindings["msg"]["queueName"] == "alerts"
     assert bindings["msg"]["connection"] == "AzureWebJobsStorage"
     assert metadata.bindings["msg"].direction == _BindingInfo.in_
+
+
+def test_sync_alert_state_triggers_on_the_alert_sync_queue(indexed: list[Any]) -> None:
+    metadata = next(m for m in indexed if m.name == "sync_alert_state")
+    bindings = _bindings(metadata)
+    assert set(bindings) == {"msg"}
+    assert bindings["msg"]["type"] == "queueTrigger"
+    assert bindings["msg"]["queueName"] == "alert-state-sync"
+    assert bindings["msg"]["connection"] == "AzureWebJobsStorage"
 
 
 def test_indexer_rejects_a_binding_without_parameter(tmp_path: Path) -> None:

@@ -257,6 +257,8 @@ def test_infra_has_main_and_modules() -> None:
         "modules/rbac.bicep",
         "modules/monitoring.bicep",
         "modules/action-group.bicep",
+        "modules/alert-state-role.bicep",
+        "modules/alert-state-assignment.bicep",
     } <= names
 
 
@@ -649,7 +651,12 @@ def test_storage_layout_matches_the_code() -> None:
     main = main_tree()
     params = module_call(main, "modules/storage.bicep")["params"]
     queues = [interpolate(main, q) for q in resolve(main, params["queueNames"])]
-    assert queues == [config.ALERTS_QUEUE, config.POISON_QUEUE]
+    assert queues == [
+        config.ALERTS_QUEUE,
+        config.POISON_QUEUE,
+        config.ALERT_SYNC_QUEUE,
+        config.ALERT_SYNC_POISON_QUEUE,
+    ]
     containers = [interpolate(main, c) for c in resolve(main, params["containerNames"])]
     assert config.CLAIM_CHECK_CONTAINER in containers
     function_app = module_call(main, "modules/function-app.bicep")
@@ -660,7 +667,12 @@ def test_storage_layout_matches_the_code() -> None:
     # Exactly the tables the code writes (it also creates them on demand, but the
     # deployment should not leave unused ones behind or miss one).
     assert sorted(tables) == sorted(
-        [table_keys.WORKITEMS_TABLE, table_keys.CMDB_TABLE, workitem_index.INDEX_TABLE]
+        [
+            table_keys.WORKITEMS_TABLE,
+            table_keys.CMDB_TABLE,
+            workitem_index.INDEX_TABLE,
+            config.ALERT_SYNC_TABLE,
+        ]
     )
     for table in tables:
         assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", table), f"invalid table name {table!r}"
@@ -819,6 +831,8 @@ def _role_ids_assigned(tree: dict[str, Any], res: dict[str, Any]) -> list[Any]:
 def test_only_least_privilege_roles() -> None:
     assigned: list[Any] = []
     for path in BICEP_FILES:
+        if path.name == ALERT_STATE_ASSIGNMENT:
+            continue  # the custom role: test_alert_state_role_* below
         tree = parse(path)
         for res in resources_of_type(tree, "Microsoft.Authorization/roleAssignments").values():
             assigned += _role_ids_assigned(tree, res)
@@ -830,6 +844,88 @@ def test_only_least_privilege_roles() -> None:
     rbac = module("rbac.bicep")
     constants = {resolve(rbac, name) for name in rbac["variables"] if name.endswith("RoleId")}
     assert constants == set(ALLOWED_ROLE_IDS)
+
+
+ALERT_STATE_ROLE = "alert-state-role.bicep"
+ALERT_STATE_ASSIGNMENT = "alert-state-assignment.bicep"
+# The operations the alert sync calls (shared/azure_alerts.py): change state, and get by id.
+ALERT_STATE_ACTIONS = [
+    "Microsoft.AlertsManagement/alerts/changestate/action",
+    "Microsoft.AlertsManagement/alerts/read",
+]
+
+
+def test_alert_state_role_holds_only_what_the_sync_needs() -> None:
+    tree = module(ALERT_STATE_ROLE)
+    assert tree["globals"]["scope"]["value"] == "subscription"
+    _, res = only_resource(tree, "Microsoft.Authorization/roleDefinitions")
+    props = body(res)["properties"]
+    assert props["type"] == "CustomRole"
+    (permission,) = props["permissions"]
+    assert resolve(tree, permission["actions"]) == ALERT_STATE_ACTIONS
+    for kind in ("notActions", "dataActions", "notDataActions"):
+        assert permission[kind] == [], kind
+    assert not any("*" in action for action in ALERT_STATE_ACTIONS)
+    scopes = props["assignableScopes"]
+    assert scopes["loop_type"]["detail"]["array_name"] == "assignableSubscriptionIds"
+    assert scopes["config"] == "/subscriptions/${id}"
+    # Only the role definition and role assignments exist at subscription scope.
+    assert set(tree["resources"]) == {"role"}
+
+
+def test_alert_state_role_is_assigned_to_the_app_identity_in_each_subscription() -> None:
+    tree = module(ALERT_STATE_ASSIGNMENT)
+    assert tree["globals"]["scope"]["value"] == "subscription"
+    _, res = only_resource(tree, "Microsoft.Authorization/roleAssignments")
+    props = body(res)["properties"]
+    assert props["principalType"] == "ServicePrincipal"
+    assert props["principalId"] == "principalId"
+    role = props["roleDefinitionId"]["function"]
+    assert role["type"] == "subscription_resource_id"
+    assert role["parameters"]["resource_name_1"] == "roleDefinitionName"
+    main = main_tree()
+    (identity,) = resources_of_type(main, "Microsoft.ManagedIdentity/userAssignedIdentities")
+    role_module = module_symbol(main, f"modules/{ALERT_STATE_ROLE}")
+    definition = module_call(main, f"modules/{ALERT_STATE_ROLE}")
+    assert dotted(definition["scope"]) == "subscription()"
+    assert definition["params"]["assignableSubscriptionIds"] == "alertSubscriptionIds"
+    calls = [
+        m for m in main["modules"].values()
+        if m["detail"]["path"] == f"modules/{ALERT_STATE_ASSIGNMENT}"
+    ]  # fmt: skip
+    (call,) = calls
+    loop = call["config"]["loop_type"]["detail"]
+    assert loop["array_name"] == "alertSubscriptionIds"
+    assignment = body(call)
+    assert assignment["scope"]["function"]["type"] == "subscription"
+    assert assignment["scope"]["function"]["parameters"]["subscription_id"] == loop["item_name"]
+    assert dotted(assignment["params"]["principalId"]) == f"{identity}.properties.principalId"
+    assert (
+        dotted(assignment["params"]["roleDefinitionName"])
+        == f"{role_module}.outputs.roleDefinitionName"
+    )
+    # Default: the deployment's own subscription.
+    (default,) = main["parameters"]["alertSubscriptionIds"]["default"]
+    assert dotted(default) == "subscription().subscriptionId"
+
+
+def test_alert_sync_settings_come_from_the_deployment() -> None:
+    main = main_tree()
+    settings = bicep_app_settings()
+    params = module_call(main, "modules/function-app.bicep")["params"]
+    (sync,) = settings["SYNC_ALERT_STATE"]["function"]["parameters"].values()
+    assert params[sync] == "syncAlertState"
+    assert main["parameters"]["syncAlertState"]["default"] is True
+    assert config.load_settings(
+        {
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+            "AAD_TENANT_IDS": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "AAD_AUDIENCES": "api://example",
+        }
+    ).alert_sync.enabled
+    # ARM_ENDPOINT: this cloud's Resource Manager, without the trailing slash.
+    assert params[settings["ARM_ENDPOINT"]] == "armEndpoint"
+    assert "environment().resourceManager" in (INFRA / "main.bicep").read_text()
 
 
 def test_rbac_targets_the_function_app_identity() -> None:

@@ -67,6 +67,12 @@ param flapThreshold int
 @description('Length of the flap window, in minutes (FLAP_WINDOW_MINUTES).')
 param flapWindowMinutes int
 
+@description('A person\'s acknowledge, close and reopen reach the Azure alerts (SYNC_ALERT_STATE).')
+param syncAlertState bool
+
+@description('Azure Resource Manager endpoint of this cloud, without a trailing slash (ARM_ENDPOINT).')
+param armEndpoint string
+
 var storageSuffix = environment().suffixes.storage
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -178,6 +184,15 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'FLAP_WINDOW_MINUTES'
           value: string(flapWindowMinutes)
+        }
+        // Two-way sync with Azure Monitor (docs/alert-sync.md).
+        {
+          name: 'SYNC_ALERT_STATE'
+          value: string(syncAlertState)
+        }
+        {
+          name: 'ARM_ENDPOINT'
+          value: armEndpoint
         }
       ]
     }
