@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import statistics
 import sys
@@ -36,6 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from azure.core.settings import settings as sdk_settings
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 
@@ -104,6 +106,22 @@ def operations(conn: str) -> dict[str, dict[str, Op]]:
     }
 
 
+def sdk_settings_as(variant: str) -> None:
+    """The app settles azure-core's tracing settings and the "azure" loggers' level
+    (shared/storage.py, settle_sdk); an SDK left at its defaults does not. They are
+    process-wide: put them as each variant has them. (This process's root logger stays at
+    WARNING, so the defaults do not pay for HttpLoggingPolicy's INFO records here, as they
+    would in a Functions worker, whose root logger is at INFO.)"""
+    if variant == "sdk":
+        sdk_settings.tracing_enabled.unset_value()
+        sdk_settings.tracing_implementation.unset_value()
+        logging.getLogger("azure").setLevel(logging.NOTSET)
+    else:
+        logging.getLogger("azure").setLevel(logging.WARNING)
+        sdk_settings.tracing_enabled = sdk_settings.tracing_enabled()
+        sdk_settings.tracing_implementation = sdk_settings.tracing_implementation()
+
+
 def measure(fn: Op, n: int, warmup: int) -> float:
     """Client CPU per call, in microseconds."""
     for i in range(warmup):
@@ -135,6 +153,7 @@ def main() -> int:
                 names = list(variants)
                 names = names[r % len(names) :] + names[: r % len(names)]
                 for name in names:
+                    sdk_settings_as(name)
                     results[op][name].append(measure(variants[name], args.requests, args.warmup))
             line = "  ".join(
                 f"{op} " + "/".join(f"{v}={us[-1]:.0f}" for v, us in per.items())

@@ -217,6 +217,97 @@ def test_a_server_side_close_between_requests_is_survived() -> None:
     assert server.connections == 3  # type: ignore[attr-defined]
 
 
+class _Canned(socketserver.BaseRequestHandler):
+    """Answers each request on the connection with the next canned answer, then closes."""
+
+    def handle(self) -> None:
+        server: Any = self.server
+        for answer in server.answers:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                more = self.request.recv(65536)
+                if not more:
+                    return
+                data += more
+            server.requests.append(data)
+            self.request.sendall(answer)
+
+
+@contextlib.contextmanager
+def _canned(*answers: bytes) -> Iterator[tuple[str, list[bytes]]]:
+    server: Any = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Canned)
+    server.daemon_threads = True
+    server.answers, server.requests = answers, []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_answers_are_read_whatever_their_framing() -> None:
+    """Content-Length, chunked (with trailers), interim 100 Continue, repeated headers,
+    204 without a body, and a body delimited by the end of the connection."""
+    transport = HttpClientTransport()
+    with _canned(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: 1\r\nx-a: 2\r\n\r\nabc",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n"
+        b"\r\n4;ext=1\r\nwiki\r\n5\r\npedia\r\n0\r\nTrailer: x\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nETag: W/1\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\nuntil the end",
+    ) as (url, requests):
+        first = _get(transport, f"{url}/1")
+        assert (first.status_code, first.reason, first.content) == (200, "OK", b"abc")
+        assert first.headers["x-A"] == "1, 2"
+        second = transport.send(HttpRequest("PUT", f"{url}/2", content=b"body"))
+        assert (second.status_code, second.content) == (201, b"wikipedia")
+        third = _get(transport, f"{url}/3")
+        assert (third.status_code, third.content, third.headers["etag"]) == (204, b"", "W/1")
+        fourth = _get(transport, f"{url}/4")
+        assert fourth.content == b"until the end"
+    assert len(requests) == 4  # one connection carried them all
+    head, _, body = requests[1].partition(b"\r\n\r\n")
+    assert head.startswith(b"PUT /2 HTTP/1.1\r\n")
+    assert b"\r\nContent-Length: 4" in head
+    assert body in (b"", b"body")  # sent in the same write as the head, or just after
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nbad header line\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n",
+        b"",
+    ],
+)
+def test_malformed_answers_are_response_errors(answer: bytes) -> None:
+    with _canned(answer) as (url, _), pytest.raises(ServiceResponseError):
+        _get(HttpClientTransport(), url)
+
+
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        ("/x", {"X-Evil": "a\r\nX-Injected: 1"}),
+        ("/x", {"X-Evil": "a\nb"}),
+        ("/x", {"X-Evil\r\nX-Injected": "1"}),
+        ("/x", {"X-Evil": "a\x00"}),
+        ("/x HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /y", {}),
+        ("/a b", {}),
+    ],
+)
+def test_nothing_can_split_the_request(url: str, headers: dict[str, str]) -> None:
+    with _canned(b"HTTP/1.1 204 No Content\r\n\r\n") as (base, requests):
+        with pytest.raises(ValueError, match=r"line break|space or control"):
+            HttpClientTransport().send(HttpRequest("GET", base + url, headers=headers))
+        assert requests == []
+
+
 def test_read_timeout_and_refused_connection_are_azure_core_errors() -> None:
     transport = HttpClientTransport(read_timeout=0.3)
     with _Server(delay=2) as server:
