@@ -8,6 +8,8 @@ for the clients our code creates, so one set of settings serves both.
 
 from __future__ import annotations
 
+import logging
+import os
 from functools import cache
 from typing import Any
 
@@ -38,14 +40,29 @@ _RETRIES = 2
 
 
 @cache
-def _settle_sdk_settings() -> None:
-    """Fix azure-core's tracing settings at what the environment says now.
+def settle_sdk() -> None:
+    """Process-wide azure-core settings, once, before the first client is built.
 
-    Until a value is set in code, azure-core looks AZURE_TRACING_ENABLED and
+    Loggers: the Functions Python worker sets the root logger to INFO (DEBUG with
+    PYTHON_ENABLE_DEBUG_LOGGING) and ships every record to the host, whose host.json lets
+    our functions' INFO through. At INFO, azure-core's HttpLoggingPolicy formats every
+    request and answer (URL, all headers) of every storage call, and azure-identity notes
+    every token it gets: client CPU and log volume per request, for nothing we read. The
+    "azure" loggers therefore start at WARNING (failures still show) unless a level was set
+    on them already; AZURE_LOG_LEVEL, the SDK's own setting (debug, info, warning, error),
+    chooses another level when set.
+
+    Tracing: until a value is set in code, azure-core looks AZURE_TRACING_ENABLED and
     AZURE_SDK_TRACING_IMPLEMENTATION up in os.environ on every request (its
-    DistributedTracingPolicy): about 5 % of a request's client CPU once the transport is
-    lean. A value set later in code (an OpenTelemetry distro's setup) still wins.
+    DistributedTracingPolicy), about 5 % of a request's client CPU once the transport is
+    lean. They are fixed at what the environment says now; a value set later in code (an
+    OpenTelemetry distro's setup) still wins.
     """
+    azure = logging.getLogger("azure")
+    if os.environ.get("AZURE_LOG_LEVEL"):
+        azure.setLevel(sdk_settings.log_level())
+    elif azure.level == logging.NOTSET:  # a level set on purpose (by a test, say) stays
+        azure.setLevel(logging.WARNING)
     sdk_settings.tracing_enabled = sdk_settings.tracing_enabled()
     sdk_settings.tracing_implementation = sdk_settings.tracing_implementation()
 
@@ -55,7 +72,7 @@ def _transport() -> dict[str, Any]:
     client CPU per request), or, when the environment asks for a proxy or a custom CA bundle,
     none, so the SDK builds its default (requests) transport, which honours both; the
     timeouts passed with the options apply to either."""
-    _settle_sdk_settings()
+    settle_sdk()
     if wants_default():
         return {}
     return {"transport": HttpClientTransport(**_TIMEOUTS)}
