@@ -14,7 +14,7 @@ VENV="${ROOT}/.venv-checkov"
 PYTHON="${PYTHON:-python3.11}"
 
 if [[ -x "${VENV}/bin/checkov" ]] \
-  && "${VENV}/bin/python" -m pip show checkov 2>/dev/null | grep -qx "Version: ${CHECKOV_VERSION}"; then
+  && "${VENV}/bin/python" -m pip show checkov 2>/dev/null | grep -x "Version: ${CHECKOV_VERSION}" >/dev/null; then
   echo "checkov ${CHECKOV_VERSION} already installed in ${VENV}"
   exit 0
 fi
