@@ -1,4 +1,4 @@
-"""An azure-core transport for the storage clients, written on the standard library's http.client.
+"""An azure-core transport for the storage clients, on the standard library's http.client.
 
 The storage SDKs spend about three quarters of a request's client CPU in their default HTTP
 stack (requests, then urllib3, then http.client): request preparation, a scan of the
@@ -14,8 +14,8 @@ only the last hop is shorter (benchmarks/bench_storage_transport.py measures it)
 - TLS always verified, against certifi's bundle (what requests uses, so trust is unchanged).
 - No proxy and no custom CA bundle: when the environment asks for either,
   `shared.storage` gives the clients the SDK's default transport instead (`wants_default`).
-- The body is always read before `send` returns (storage answers are small; blob downloads
-  of claim checks are at most a few hundred KB).
+- The body is always read before `send` returns (storage answers are small; a claim-check
+  blob is at most MAX_PAYLOAD_BYTES, 1 MiB by default).
 
 Besides the rest protocol, the response offers the three methods of azure-core's own responses
 that the storage SDKs call on what a transport returns: `body()` (content MD5 checks),
@@ -27,12 +27,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import select
 import ssl
 import threading
 import time
-import zlib
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -41,7 +39,8 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from azure.core.pipeline.transport import HttpRequest as LegacyHttpRequest
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest, HttpResponse
-from azure.core.utils import case_insensitive_dict
+
+from shared import http_framing as framing
 
 # What makes requests (the SDK's default transport) route through a proxy or trust other CAs.
 # `no_proxy` alone asks for nothing.
@@ -56,8 +55,6 @@ FALLBACK_VARIABLES = frozenset(
 MAX_IDLE_S = 50.0
 MAX_AGE_S = 300.0
 MAX_USES = 1000
-
-_CRLF = b"\r\n"
 
 
 def wants_default(environ: Mapping[str, str] | None = None) -> bool:
@@ -155,7 +152,7 @@ class StorageResponse(HttpResponse):
         yield self._content
 
     def iter_bytes(self, **kwargs: Any) -> Iterator[bytes]:
-        yield _decoded(self._headers, self._content)
+        yield framing.decoded_body(self._headers, self._content)
 
     # What the storage SDKs call on a transport's response besides the rest protocol.
 
@@ -169,7 +166,9 @@ class StorageResponse(HttpResponse):
         """The inner answers of a multipart/mixed batch answer, in order."""
         return [
             StorageResponse(self._request, status, reason, headers, body)
-            for status, reason, headers, body in http_parts(self.content_type or "", self._content)
+            for status, reason, headers, body in framing.http_parts(
+                self.content_type or "", self._content
+            )
         ]
 
 
@@ -180,7 +179,7 @@ class Download:
         self.response = response
         self.request = response.request
         data = response.content
-        self._chunks = iter([_decoded(response.headers, data) if decompress else data])
+        self._chunks = iter([framing.decoded_body(response.headers, data) if decompress else data])
         self.content_length = len(data)
 
     def __len__(self) -> int:
@@ -193,77 +192,12 @@ class Download:
         return next(self._chunks)
 
 
-def _decoded(headers: Mapping[str, str], data: bytes) -> bytes:
-    """The body without its Content-Encoding, as requests would hand it over."""
-    coding = headers.get("Content-Encoding", "").strip().lower()
-    if coding == "gzip":
-        return zlib.decompress(data, 16 + zlib.MAX_WBITS)
-    if coding == "deflate":
-        try:
-            return zlib.decompress(data)
-        except zlib.error:
-            return zlib.decompress(data, -zlib.MAX_WBITS)
-    return data
-
-
-def _boundary(content_type: str) -> bytes:
-    for piece in content_type.split(";"):
-        name, _, value = piece.strip().partition("=")
-        if name.lower() == "boundary":
-            return value.strip().strip('"').encode()
-    raise ValueError(f"no boundary in {content_type!r}")
-
-
-def _header_block(block: bytes) -> MutableMapping[str, str]:
-    headers: MutableMapping[str, str] = case_insensitive_dict()
-    for line in block.decode("utf-8", "replace").split("\r\n"):
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip()] = value.strip()
-    return headers
-
-
-def http_parts(
-    content_type: str, data: bytes
-) -> list[tuple[int, str, MutableMapping[str, str], bytes]]:
-    """The application/http answers inside a multipart/mixed body (nested changesets
-    included): (status, reason, headers, body) each, in order."""
-    if not content_type.lower().startswith("multipart/mixed"):
-        raise ValueError(f"not a multipart/mixed answer: {content_type!r}")
-    out: list[tuple[int, str, MutableMapping[str, str], bytes]] = []
-    for chunk in data.split(b"--" + _boundary(content_type))[1:]:
-        if chunk.startswith(b"--"):
-            break
-        head, _, rest = chunk.lstrip(_CRLF).partition(_CRLF + _CRLF)
-        inner_type = _header_block(head).get("Content-Type", "")
-        if inner_type.lower().startswith("multipart/mixed"):
-            out.extend(http_parts(inner_type, rest))
-        elif inner_type.lower().startswith("application/http"):
-            http_head, _, body = rest.partition(_CRLF + _CRLF)
-            status_line, _, block = http_head.partition(_CRLF)
-            _version, status, reason = [*status_line.decode("latin-1").split(" ", 2), ""][:3]
-            out.append((int(status), reason, _header_block(block), body.rstrip(_CRLF)))
-    return out
-
-
-# Limits on what is read back, as http.client's own.
-_MAX_LINE = 65536
-_MAX_HEADERS = 100
-_BODY_METHODS = frozenset(("POST", "PUT", "PATCH", "MERGE"))
-_NO_BODY_STATUS = frozenset((204, 304))
-
-
-class ProtocolError(http.client.HTTPException):
-    """The server's answer is not well-formed HTTP/1.1 (or stopped short)."""
-
-
 class _Connection:
     """One keep-alive connection with what bounds its reuse.
 
     http.client opens it (TCP with TCP_NODELAY; TLS with certificate and host name checks);
-    the exchange on it is written here (`exchange`): http.client parses every answer's
-    headers with the email package and sends head and body in two writes, together about
-    a fifth of a storage request's client CPU with this transport.
+    requests and answers on it are framed by shared/http_framing.py, which costs about a
+    fifth of the CPU http.client's own request and answer handling does.
     """
 
     __slots__ = ("born", "generation", "http", "idle_since", "reader", "uses")
@@ -307,102 +241,31 @@ class _Connection:
         whether the server will close the connection."""
         sock = self.http.sock
         assert sock is not None
-        sock.sendall(_head(method, target, host, headers, body) + (body or b""))
+        sock.sendall(framing.request_head(method, target, host, headers, body) + (body or b""))
         reader = self.reader
         while True:
-            status, reason, version = _status_line(reader.readline(_MAX_LINE + 1))
-            answer_headers = _read_headers(reader)
+            status, reason, version = framing.read_status_line(reader)
+            answer_headers = framing.read_headers(reader)
             if not 100 <= status < 200:
                 break  # 1xx: informational, the answer follows
         connection = answer_headers.get("Connection", "").lower()
         will_close = "close" in connection or (
             version == "HTTP/1.0" and "keep-alive" not in connection
         )
-        if method == "HEAD" or status in _NO_BODY_STATUS:
+        if method == "HEAD" or status in framing.NO_BODY_STATUS:
             return status, reason, answer_headers, b"", will_close
         if "chunked" in answer_headers.get("Transfer-Encoding", "").lower():
-            return status, reason, answer_headers, _read_chunked(reader), will_close
+            return status, reason, answer_headers, framing.read_chunked(reader), will_close
         length = answer_headers.get("Content-Length")
         if length is None:  # delimited by the end of the connection
             return status, reason, answer_headers, reader.read(), True
         if not length.strip().isdigit():
-            raise ProtocolError(f"bad Content-Length {length[:40]!r}")
+            raise framing.ProtocolError(f"bad Content-Length {length[:40]!r}")
         want = int(length)
         content = reader.read(want)
         if len(content) != want:
-            raise ProtocolError(f"answer ended after {len(content)} of {want} bytes")
+            raise framing.ProtocolError(f"answer ended after {len(content)} of {want} bytes")
         return status, reason, answer_headers, content, will_close
-
-
-def _head(
-    method: str, target: str, host: str, headers: Mapping[str, str], body: bytes | None
-) -> bytes:
-    """The request line and headers, refusing anything that would split them."""
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "Accept-Encoding: identity"]
-    lines.extend(f"{name}: {value}" for name, value in headers.items() if value is not None)
-    if "Content-Length" not in headers and (body or method in _BODY_METHODS):
-        lines.append(f"Content-Length: {len(body or b'')}")
-    text = "\r\n".join(lines)
-    # Each piece must be one line: no CR, LF or NUL inside a name, a value or the target.
-    breaks = len(lines) - 1
-    if text.count("\n") != breaks or text.count("\r") != breaks or "\x00" in text:
-        raise ValueError("a request header or the URL holds a line break or NUL")
-    if _BAD_TARGET.search(target) or _BAD_TARGET.search(method):
-        raise ValueError("the request URL or method holds a space or control character")
-    return (text + "\r\n\r\n").encode("latin-1")
-
-
-def _status_line(line: bytes) -> tuple[int, str, str]:
-    if not line:
-        raise http.client.RemoteDisconnected("the server closed the connection without answering")
-    if len(line) > _MAX_LINE:
-        raise ProtocolError("status line too long")
-    version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
-    code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-        raise ProtocolError(f"bad status line {line[:80]!r}")
-    return int(code), reason, version
-
-
-def _read_headers(reader: Any) -> MutableMapping[str, str]:
-    headers: MutableMapping[str, str] = case_insensitive_dict()
-    for _ in range(_MAX_HEADERS + 1):
-        line = reader.readline(_MAX_LINE + 1)
-        if line in (b"\r\n", b"\n"):
-            return headers
-        if not line:
-            raise ProtocolError("the answer's headers stopped short")
-        if len(line) > _MAX_LINE:
-            raise ProtocolError("header line too long")
-        name, sep, value = line.decode("latin-1").partition(":")
-        if not sep or not name or name != name.strip():
-            raise ProtocolError(f"bad header line {line[:80]!r}")
-        value = value.strip()
-        known = headers.get(name)
-        headers[name] = value if known is None else f"{known}, {value}"  # as requests joins them
-    raise ProtocolError(f"more than {_MAX_HEADERS} headers")
-
-
-def _read_chunked(reader: Any) -> bytes:
-    chunks = []
-    while True:
-        line = reader.readline(_MAX_LINE + 1)
-        size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise ProtocolError(f"bad chunk size {line[:40]!r}") from None
-        if size == 0:
-            break
-        chunk = reader.read(size)
-        if len(chunk) != size or reader.read(2) != b"\r\n":
-            raise ProtocolError("chunked answer stopped short")
-        chunks.append(chunk)
-    _read_headers(reader)  # trailers, if any, up to the closing empty line
-    return b"".join(chunks)
-
-
-_BAD_TARGET = re.compile("[\x00-\x20\x7f]")
 
 
 class HttpClientTransport(HttpTransport[Any, StorageResponse]):
