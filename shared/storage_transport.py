@@ -7,6 +7,10 @@ azure-core's public `HttpTransport` and answers with a subclass of the public
 `azure.core.rest.HttpResponse`, so every SDK policy (signing, retries, request ids) still runs;
 only the last hop is shorter (benchmarks/bench_storage_transport.py measures it).
 
+- http.client does the whole exchange: it writes the request (refusing header names and
+  values that would split it, and URLs with spaces or control characters) and reads the
+  answer (status, headers, Content-Length, chunked or connection-delimited bodies, 1xx).
+  No HTTP is written here.
 - One keep-alive connection per host and thread, reused a bounded number of times and for a
   bounded time (load balancers forget idle flows; storage endpoints can move), and never when
   the server has already closed it.
@@ -19,7 +23,8 @@ only the last hop is shorter (benchmarks/bench_storage_transport.py measures it)
 
 Besides the rest protocol, the response offers the three methods of azure-core's own responses
 that the storage SDKs call on what a transport returns: `body()` (content MD5 checks),
-`stream_download()` (blob downloads) and `parts()` (batch answers).
+`stream_download()` (blob downloads) and `parts()` (batch answers, split by azure-core's own
+multipart reader).
 """
 
 from __future__ import annotations
@@ -31,16 +36,17 @@ import select
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 import certifi
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import HttpRequest as LegacyHttpRequest
+from azure.core.pipeline.transport import HttpResponse as LegacyHttpResponse
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest, HttpResponse
-
-from shared import http_framing as framing
+from azure.core.utils import case_insensitive_dict
 
 # What makes requests (the SDK's default transport) route through a proxy or trust other CAs.
 # `no_proxy` alone asks for nothing.
@@ -152,7 +158,7 @@ class StorageResponse(HttpResponse):
         yield self._content
 
     def iter_bytes(self, **kwargs: Any) -> Iterator[bytes]:
-        yield framing.decoded_body(self._headers, self._content)
+        yield _decoded(self._headers, self._content)
 
     # What the storage SDKs call on a transport's response besides the rest protocol.
 
@@ -163,13 +169,35 @@ class StorageResponse(HttpResponse):
         return Download(self, decompress=bool(kwargs.get("decompress", True)))
 
     def parts(self) -> list[StorageResponse]:
-        """The inner answers of a multipart/mixed batch answer, in order."""
+        """The inner answers of a multipart/mixed batch answer, in order, as azure-core reads
+        them for its own transports (the `email` package splits the body, http.client parses
+        each answer, the batch's per-part policies run on them)."""
         return [
-            StorageResponse(self._request, status, reason, headers, body)
-            for status, reason, headers, body in framing.http_parts(
-                self.content_type or "", self._content
+            StorageResponse(
+                part.request,  # type: ignore[arg-type]  # the SDK's own inner request
+                part.status_code,
+                part.reason or "",
+                case_insensitive_dict(part.headers),
+                part.body(),
             )
+            for part in _Multipart(self).parts()
         ]
+
+
+class _Multipart(LegacyHttpResponse):
+    """A whole answer as azure-core's public transport response, whose documented `parts()`
+    is azure-core's multipart reader."""
+
+    def __init__(self, response: StorageResponse) -> None:
+        super().__init__(response.request, None)  # type: ignore[arg-type]
+        self.status_code = response.status_code
+        self.reason = response.reason
+        self.headers = response.headers
+        self.content_type = response.content_type
+        self._data = response.content
+
+    def body(self) -> bytes:
+        return self._data
 
 
 class Download:
@@ -179,7 +207,7 @@ class Download:
         self.response = response
         self.request = response.request
         data = response.content
-        self._chunks = iter([framing.decoded_body(response.headers, data) if decompress else data])
+        self._chunks = iter([_decoded(response.headers, data) if decompress else data])
         self.content_length = len(data)
 
     def __len__(self) -> int:
@@ -192,19 +220,27 @@ class Download:
         return next(self._chunks)
 
 
+def _decoded(headers: Mapping[str, str], data: bytes) -> bytes:
+    """The body without its Content-Encoding (zlib), as requests would hand it over: the
+    SDK asks for that when a blob was stored gzip- or deflate-encoded."""
+    coding = headers.get("Content-Encoding", "").strip().lower()
+    if coding == "gzip":
+        return zlib.decompress(data, 16 + zlib.MAX_WBITS)
+    if coding == "deflate":
+        try:
+            return zlib.decompress(data)
+        except zlib.error:
+            return zlib.decompress(data, -zlib.MAX_WBITS)
+    return data
+
+
 class _Connection:
-    """One keep-alive connection with what bounds its reuse.
+    """One http.client keep-alive connection with what bounds its reuse."""
 
-    http.client opens it (TCP with TCP_NODELAY; TLS with certificate and host name checks);
-    requests and answers on it are framed by shared/http_framing.py, which costs about a
-    fifth of the CPU http.client's own request and answer handling does.
-    """
-
-    __slots__ = ("born", "generation", "http", "idle_since", "reader", "uses")
+    __slots__ = ("born", "generation", "http", "idle_since", "uses")
 
     def __init__(self, connection: http.client.HTTPConnection, generation: int) -> None:
         self.http = connection
-        self.reader: Any = None
         self.generation = generation
         self.born = self.idle_since = time.monotonic()
         self.uses = 0
@@ -222,50 +258,6 @@ class _Connection:
         probe = select.poll()
         probe.register(sock, select.POLLIN)
         return not probe.poll(0)
-
-    def open(self, timeout: float) -> None:
-        self.http.timeout = timeout
-        self.http.connect()
-        assert self.http.sock is not None
-        self.reader = self.http.sock.makefile("rb")
-
-    def close(self) -> None:
-        if self.reader is not None:
-            self.reader.close()
-        self.http.close()
-
-    def exchange(
-        self, method: str, target: str, host: str, headers: Mapping[str, str], body: bytes | None
-    ) -> tuple[int, str, MutableMapping[str, str], bytes, bool]:
-        """Send one request, read its whole answer: status, reason, headers, body, and
-        whether the server will close the connection."""
-        sock = self.http.sock
-        assert sock is not None
-        sock.sendall(framing.request_head(method, target, host, headers, body) + (body or b""))
-        reader = self.reader
-        while True:
-            status, reason, version = framing.read_status_line(reader)
-            answer_headers = framing.read_headers(reader)
-            if not 100 <= status < 200:
-                break  # 1xx: informational, the answer follows
-        connection = answer_headers.get("Connection", "").lower()
-        will_close = "close" in connection or (
-            version == "HTTP/1.0" and "keep-alive" not in connection
-        )
-        if method == "HEAD" or status in framing.NO_BODY_STATUS:
-            return status, reason, answer_headers, b"", will_close
-        if "chunked" in answer_headers.get("Transfer-Encoding", "").lower():
-            return status, reason, answer_headers, framing.read_chunked(reader), will_close
-        length = answer_headers.get("Content-Length")
-        if length is None:  # delimited by the end of the connection
-            return status, reason, answer_headers, reader.read(), True
-        if not length.strip().isdigit():
-            raise framing.ProtocolError(f"bad Content-Length {length[:40]!r}")
-        want = int(length)
-        content = reader.read(want)
-        if len(content) != want:
-            raise framing.ProtocolError(f"answer ended after {len(content)} of {want} bytes")
-        return status, reason, answer_headers, content, will_close
 
 
 class HttpClientTransport(HttpTransport[Any, StorageResponse]):
@@ -299,7 +291,7 @@ class HttpClientTransport(HttpTransport[Any, StorageResponse]):
         (closing a socket another thread is using would break its request in flight)."""
         self._generation += 1
         for connection in self._connections().values():
-            connection.close()
+            connection.http.close()
         self._connections().clear()
 
     def _connections(self) -> dict[tuple[str, str], _Connection]:
@@ -322,7 +314,7 @@ class HttpClientTransport(HttpTransport[Any, StorageResponse]):
         if known is not None:
             if known.reusable(time.monotonic(), self._generation):
                 return known
-            known.close()
+            known.http.close()
         if scheme == "https":
             raw: http.client.HTTPConnection = http.client.HTTPSConnection(
                 netloc, timeout=self._connect_timeout, context=self._context()
@@ -343,35 +335,47 @@ class HttpClientTransport(HttpTransport[Any, StorageResponse]):
         netloc, slash, path = rest.partition("/")
         body = _body(request)
         connection = self._connection(scheme, netloc)
+        raw = connection.http
         try:
-            if connection.http.sock is None:
-                connection.open(kwargs.get("connection_timeout") or self._connect_timeout)
+            if raw.sock is None:
+                raw.timeout = kwargs.get("connection_timeout") or self._connect_timeout
+                raw.connect()
         except OSError as err:  # refused, unreachable, DNS, TLS handshake or certificate
             self._forget(scheme, netloc)
             raise ServiceRequestError(err, error=err) from err
-        assert connection.http.sock is not None
-        connection.http.sock.settimeout(read_timeout)
+        assert raw.sock is not None
+        raw.sock.settimeout(read_timeout)
         try:
-            status, reason, headers, content, will_close = connection.exchange(
-                str(request.method).upper(), slash + path or "/", netloc, request.headers, body
-            )
+            raw.request(request.method, slash + path or "/", body, _request_headers(request))
+        except (ValueError, http.client.InvalidURL):  # refused a header or the URL: not sent
+            self._forget(scheme, netloc)
+            raise
         except (OSError, http.client.HTTPException) as err:
+            self._forget(scheme, netloc)
+            raise ServiceResponseError(err, error=err) from err
+        try:
+            answer = raw.getresponse()
+            content = answer.read()
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            # ValueError: http.client on some malformed answers (a negative chunk size).
             self._forget(scheme, netloc)
             raise ServiceResponseError(err, error=err) from err
         connection.uses += 1
         connection.idle_since = time.monotonic()
-        if will_close:
+        if answer.will_close:
             self._forget(scheme, netloc)
-        return StorageResponse(request, status, reason, headers, content)
+        return StorageResponse(
+            request, answer.status, answer.reason, _response_headers(answer), content
+        )
 
     def _forget(self, scheme: str, netloc: str) -> None:
         known = self._connections().pop((scheme, netloc), None)
         if known is not None:
-            known.close()
+            known.http.close()
 
 
-def _body(request: Any) -> bytes | None:
-    """The request's body as bytes (storage requests are bounded: at most a 4 MiB block)."""
+def _body(request: Any) -> Any:
+    """The request's body in a form http.client sends: bytes, a file or an iterable of bytes."""
     if isinstance(request, HttpRequest):
         data = request.content
     elif isinstance(request, LegacyHttpRequest):
@@ -380,12 +384,18 @@ def _body(request: Any) -> bytes | None:
         data = request.data
     else:
         raise TypeError(f"not an azure-core request: {type(request).__name__}")
-    if data is None or isinstance(data, bytes):
-        return data
     if isinstance(data, str):
         return data.encode("utf-8")
-    if isinstance(data, bytearray | memoryview):
-        return bytes(data)
-    if hasattr(data, "read"):
-        return bytes(data.read())
-    return b"".join(data)  # an iterable of chunks
+    return data
+
+
+def _request_headers(request: Any) -> dict[str, str]:
+    return {name: value for name, value in request.headers.items() if value is not None}
+
+
+def _response_headers(answer: http.client.HTTPResponse) -> MutableMapping[str, str]:
+    headers: MutableMapping[str, str] = case_insensitive_dict()
+    for name, value in answer.getheaders():
+        known = headers.get(name)
+        headers[name] = value if known is None else f"{known}, {value}"  # as requests joins them
+    return headers
