@@ -394,8 +394,12 @@ def _request_headers(request: Any) -> dict[str, str]:
 
 
 def _response_headers(answer: http.client.HTTPResponse) -> MutableMapping[str, str]:
-    headers: MutableMapping[str, str] = case_insensitive_dict()
-    for name, value in answer.getheaders():
+    items = answer.getheaders()
+    headers: MutableMapping[str, str] = case_insensitive_dict(items)
+    if len(headers) == len(items):  # no name repeated (storage answers): one bulk copy
+        return headers
+    headers = case_insensitive_dict()
+    for name, value in items:
         known = headers.get(name)
         headers[name] = value if known is None else f"{known}, {value}"  # as requests joins them
     return headers
