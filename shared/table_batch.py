@@ -11,7 +11,7 @@ Why: azure-data-tables builds and parses a transaction's multipart body with the
 library's `email` package and starts two thread pools per call: about 5 ms of CPU per
 transaction on a small VM, more than the HTTP request itself, and the processor sends one
 or two per alert. Measured in benchmarks/bench_storage_transport.py, this path costs about
-a sixth of the SDK's default one and a quarter of the SDK's on our transport, so it
+a fifth of the SDK's default one and under a third of the SDK's on our transport, so it
 stays. Here the SDK still builds every inner request (TableBatchOperations: URLs, escaped
 keys, ETag conditions, typed JSON), the envelope around them is written byte for byte as
 azure-core writes it, it goes out through the table client's own pipeline
