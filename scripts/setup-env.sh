@@ -22,6 +22,10 @@ if [ ! -x .venv/bin/python ]; then
   "$(pick_python)" -m venv .venv
 fi
 
+# requirements.txt is the locked runtime tree with hashes (scripts/lock-requirements.sh):
+# installed as is, in pip's hash-checking mode, exactly what remote build installs. Dev and
+# test tools come on top, held to the same runtime versions (constraints without hashes:
+# pip would otherwise demand hashes for every dev package too).
 if [ "$kind" = dev ]; then
   files=(requirements.txt requirements-dev.txt)
 else
@@ -30,12 +34,14 @@ fi
 stamp=".venv/.installed-$kind"
 want="$(cat "${files[@]}" scripts/setup-env.sh | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "${files[-1]}"
+  pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+  "${pip[@]}" --require-hashes -r requirements.txt
   if [ "$kind" = dev ]; then
+    sed -n 's/^\([A-Za-z0-9_.-]*==[^ ;\\]*\).*/\1/p' requirements.txt >.venv/runtime-constraints.txt
+    "${pip[@]}" -c .venv/runtime-constraints.txt -r requirements-dev.txt
     # The Python worker's indexer, for tests only: it declares Python >= 3.13 but its
     # indexing code runs on 3.11; never part of requirements.txt.
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-      --no-deps --ignore-requires-python azure-functions-runtime==1.3.0
+    "${pip[@]}" --no-deps --ignore-requires-python azure-functions-runtime==1.3.0
   fi
   echo "$want" >"$stamp"
 fi

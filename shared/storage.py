@@ -8,18 +8,13 @@ for the clients our code creates, so one set of settings serves both.
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cache
 from typing import Any
 
-import requests
-import requests.adapters
-import requests.auth
-import requests.cookies
-import requests.hooks
-import requests.structures
 from azure.core.credentials import TokenCredential
-from azure.core.pipeline.transport import RequestsTransport
+from azure.core.settings import settings as sdk_settings
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.blob import BlobClient, BlobServiceClient
@@ -28,6 +23,7 @@ from azure.storage.queue import LinearRetry as QueueRetry
 from azure.storage.queue import QueueClient
 
 from shared.config import StorageSettings
+from shared.storage_transport import HttpClientTransport, wants_default
 
 # Fail fast: Azure Monitor gives up on us after about 10 s, and a hung socket is
 # worse than a quick 503 it will retry.
@@ -41,109 +37,45 @@ _TIMEOUTS: dict[str, Any] = {
 # (Azure Monitor for ingest, the queue's redelivery for processing). The storage
 # SDKs' default first back-off is 15 s, longer than Azure Monitor waits.
 _RETRIES = 2
-# The host runs up to batchSize + newBatchThreshold (24) messages at once, plus HTTP
-# requests: requests' default pool of 10 connections would discard and reopen sockets.
-_POOL_SIZE = 64
 
 
-class _SdkAuth(requests.auth.AuthBase):
-    """The SDK signs each request itself; this only stops requests looking for a .netrc.
+@cache
+def settle_sdk() -> None:
+    """Process-wide azure-core settings, once, before the first client is built.
 
-    Without an auth of its own, requests stats ~/.netrc and ~/_netrc on every request:
-    about a tenth of the CPU a storage call costs us.
+    Loggers: the Functions Python worker sets the root logger to INFO (DEBUG with
+    PYTHON_ENABLE_DEBUG_LOGGING) and ships every record to the host, whose host.json lets
+    our functions' INFO through. At INFO, azure-core's HttpLoggingPolicy formats every
+    request and answer (URL, all headers) of every storage call, and azure-identity notes
+    every token it gets: client CPU and log volume per request, for nothing we read. The
+    "azure" loggers therefore start at WARNING (failures still show) unless a level was set
+    on them already; AZURE_LOG_LEVEL, the SDK's own setting (debug, info, warning, error),
+    chooses another level when set.
+
+    Tracing: until a value is set in code, azure-core looks AZURE_TRACING_ENABLED and
+    AZURE_SDK_TRACING_IMPLEMENTATION up in os.environ on every request (its
+    DistributedTracingPolicy), about 5 % of a request's client CPU once the transport is
+    lean. They are fixed at what the environment says now; a value set later in code (an
+    OpenTelemetry distro's setup) still wins.
     """
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        return request
-
-
-# What requests reads from the environment (any case). Where none is set, as in Azure's
-# workers, it is told not to look: it would scan every variable on every request, which in
-# a Functions worker's large environment costs about a tenth of a storage call's CPU.
-_REQUESTS_ENVIRONMENT = frozenset(
-    ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle", "curl_ca_bundle")
-)
+    azure = logging.getLogger("azure")
+    if os.environ.get("AZURE_LOG_LEVEL"):
+        azure.setLevel(sdk_settings.log_level())
+    elif azure.level == logging.NOTSET:  # a level set on purpose (by a test, say) stays
+        azure.setLevel(logging.WARNING)
+    sdk_settings.tracing_enabled = sdk_settings.tracing_enabled()
+    sdk_settings.tracing_implementation = sdk_settings.tracing_implementation()
 
 
-def _environment_matters() -> bool:
-    return any(name.lower() in _REQUESTS_ENVIRONMENT for name in os.environ)
-
-
-class _StorageSession(requests.Session):
-    """A requests session that sends the SDK's requests without the generic per-call work.
-
-    azure-core gives every request to Session.request, which builds a Request, merges the
-    session's headers, cookies, auth, hooks and environment into it with general-purpose
-    code, then consults redirect and cookie machinery after the answer: a tenth to a fifth
-    of the Python CPU a storage call costs us. For what the SDK sends (URL with its query,
-    headers, a body; redirects off, handled by azure-core), with nothing configured that
-    this work would apply (no environment trust, cookies, hooks, proxies or auth), the
-    outcome is the same as preparing the request and handing it to the adapter, which is
-    what `request` then does. Anything else takes requests' own path.
-    """
-
-    def request(  # type: ignore[override]  # same parameters, untyped like azure-core's call
-        self,
-        method: str,
-        url: str,
-        params: Any = None,
-        data: Any = None,
-        headers: Any = None,
-        cookies: Any = None,
-        files: Any = None,
-        auth: Any = None,
-        timeout: Any = None,
-        allow_redirects: bool = True,
-        proxies: Any = None,
-        hooks: Any = None,
-        stream: bool | None = None,
-        verify: Any = None,
-        cert: Any = None,
-        json: Any = None,
-    ) -> requests.Response:
-        if (
-            params or cookies or files or auth or proxies or hooks or json is not None
-            or allow_redirects or self.trust_env or self.cookies or self.proxies
-            or any(self.hooks.values()) or not isinstance(self.auth, _SdkAuth)
-        ):  # fmt: skip
-            return super().request(
-                method, url, params, data, headers, cookies, files, auth, timeout,
-                allow_redirects, proxies, hooks, stream, verify, cert, json,
-            )  # fmt: skip
-        merged = requests.structures.CaseInsensitiveDict(self.headers)
-        merged.update(headers or {})
-        prepared = requests.PreparedRequest()
-        prepared.prepare_method(method.upper())
-        prepared.prepare_url(url, None)
-        prepared.prepare_headers({k: v for k, v in merged.items() if v is not None})
-        prepared.prepare_body(data or {}, None)
-        prepared.hooks = requests.hooks.default_hooks()
-        stream = self.stream if stream is None else stream
-        response = self.get_adapter(url).send(
-            prepared,
-            stream=stream,
-            timeout=timeout,
-            verify=self.verify if verify is None else verify,
-            cert=self.cert if cert is None else cert,
-            proxies={},
-        )
-        if "set-cookie" in response.headers:  # then later requests take requests' own path
-            requests.cookies.extract_cookies_to_jar(self.cookies, prepared, response.raw)
-        if not stream:
-            response.content  # noqa: B018  # read the body, as Session.send does
-        return response
-
-
-def _transport() -> RequestsTransport:
-    session = _StorageSession()
-    session.auth = _SdkAuth()
-    session.trust_env = _environment_matters()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=_POOL_SIZE)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    # The timeouts must be given to the transport itself: the SDKs only apply them to a
-    # transport they build.
-    return RequestsTransport(session=session, session_owner=True, **_TIMEOUTS)
+def _transport() -> dict[str, Any]:
+    """The transport option for a client: ours (shared/storage_transport.py, about half the
+    client CPU per request), or, when the environment asks for a proxy or a custom CA bundle,
+    none, so the SDK builds its default (requests) transport, which honours both; the
+    timeouts passed with the options apply to either."""
+    settle_sdk()
+    if wants_default():
+        return {}
+    return {"transport": HttpClientTransport(**_TIMEOUTS)}
 
 
 def _table_options() -> dict[str, Any]:
@@ -151,18 +83,18 @@ def _table_options() -> dict[str, Any]:
         **_TIMEOUTS,
         "retry_total": _RETRIES,
         "retry_backoff_factor": 0.2,
-        "transport": _transport(),
+        **_transport(),
     }
 
 
 def _queue_options() -> dict[str, Any]:
     retry = QueueRetry(backoff=0.3, random_jitter_range=0.2, retry_total=_RETRIES)  # type: ignore[arg-type]  # floats work; the hint is narrow
-    return {**_TIMEOUTS, "retry_policy": retry, "transport": _transport()}
+    return {**_TIMEOUTS, "retry_policy": retry, **_transport()}
 
 
 def _blob_options() -> dict[str, Any]:
     retry = BlobRetry(backoff=0.3, random_jitter_range=0.2, retry_total=_RETRIES)  # type: ignore[arg-type]
-    return {**_TIMEOUTS, "retry_policy": retry, "transport": _transport()}
+    return {**_TIMEOUTS, "retry_policy": retry, **_transport()}
 
 
 @cache

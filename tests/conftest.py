@@ -16,9 +16,9 @@ from tests.harness import FunctionsHost
 pytest_plugins = ["tests.auth_fixtures", "tests.workitem_fixtures"]
 
 # The tests talk to loopback servers only. A machine's CA-bundle variables (set here for its
-# own TLS proxy) would make the storage clients take requests' generic path instead of the
-# one they take in Azure's workers (shared/storage.py, _StorageSession): clear them, so the
-# suite runs the production path. Tests of the generic path set what they need themselves.
+# own TLS proxy) would make the storage clients fall back to the SDK's default transport
+# instead of the one they use in Azure's workers (shared/storage_transport.py): clear them, so
+# the suite runs the production path. Tests of the fallback set what they need themselves.
 for _name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
     os.environ.pop(_name, None)
 
