@@ -49,6 +49,8 @@ SETTING_NAMES: tuple[str, ...] = (
     "REOPEN_WINDOW_MINUTES",
     "FLAP_THRESHOLD",
     "FLAP_WINDOW_MINUTES",
+    "BOARD_CLIENT_ID",
+    "BOARD_API_SCOPE",
 )
 
 
@@ -83,6 +85,14 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class BoardSettings:
+    """What the web board signs in with (GET /api/board-config); None: cannot be derived."""
+
+    client_id: str | None
+    api_scope: str | None
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
     auth: AuthSettings
@@ -91,6 +101,7 @@ class Settings:
     reopen_window_minutes: int
     flap_threshold: int
     flap_window_minutes: int
+    board: BoardSettings
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -229,6 +240,28 @@ def _auth(env: Mapping[str, str]) -> AuthSettings:
     )
 
 
+def _board(env: Mapping[str, str], auth: AuthSettings) -> BoardSettings:
+    """Defaults come from AAD_AUDIENCES (the client id and the Application ID URI), which
+    name the same app registration the board signs in to."""
+    client_example = "11111111-2222-3333-4444-555555555555"
+    client_id = _get(env, "BOARD_CLIENT_ID")
+    if client_id is not None:
+        client_id = _guids("BOARD_CLIENT_ID", (client_id,), client_example)[0]
+    else:
+        client_id = next((a.lower() for a in auth.audiences if _GUID.match(a)), None)
+    scope = _get(env, "BOARD_API_SCOPE")
+    if scope is not None and (any(c.isspace() for c in scope) or "/" not in scope):
+        raise ConfigError(
+            "BOARD_API_SCOPE",
+            f"is not one scope URI: {scope!r}",
+            "api://contoso/user_impersonation",
+        )
+    if scope is None:
+        uri = next((a for a in auth.audiences if not _GUID.match(a)), None)
+        scope = f"{uri.rstrip('/')}/user_impersonation" if uri else None
+    return BoardSettings(client_id=client_id, api_scope=scope)
+
+
 def _correlation_mode(raw: str) -> str:
     mode = raw.lower()
     if mode not in CORRELATION_MODES:
@@ -244,9 +277,10 @@ def storage_settings(environ: Mapping[str, str] | None = None) -> StorageSetting
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises ConfigError naming the bad one."""
     env = os.environ if environ is None else environ
+    auth = _auth(env)
     return Settings(
         storage=_storage(env),
-        auth=_auth(env),
+        auth=auth,
         max_payload_bytes=_parsed(
             env, "MAX_PAYLOAD_BYTES", 1024 * 1024, _int_between(1024, 100 * 1024 * 1024), "1048576"
         ),
@@ -256,6 +290,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         flap_threshold=_parsed(env, "FLAP_THRESHOLD", 4, _int_between(2, 1000), "4"),
         flap_window_minutes=_parsed(env, "FLAP_WINDOW_MINUTES", 60, _int_between(1, 525600), "60"),
+        board=_board(env, auth),
     )
 
 

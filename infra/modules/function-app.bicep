@@ -67,6 +67,12 @@ param flapThreshold int
 @description('Length of the flap window, in minutes (FLAP_WINDOW_MINUTES).')
 param flapWindowMinutes int
 
+@description('Client id the web board signs in with (BOARD_CLIENT_ID).')
+param boardClientId string
+
+@description('Scope the web board requests: <Application ID URI>/user_impersonation (BOARD_API_SCOPE).')
+param boardApiScope string
+
 var storageSuffix = environment().suffixes.storage
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -178,6 +184,15 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'FLAP_WINDOW_MINUTES'
           value: string(flapWindowMinutes)
+        }
+        // The web board's sign-in (GET /api/board-config).
+        {
+          name: 'BOARD_CLIENT_ID'
+          value: boardClientId
+        }
+        {
+          name: 'BOARD_API_SCOPE'
+          value: boardApiScope
         }
       ]
     }
