@@ -255,6 +255,34 @@ def test_hostile_alert_text_is_shown_as_text_and_nothing_runs(board: Board) -> N
     assert ran(page)["pwned"] == ["control"]
 
 
+def test_only_https_and_own_paths_become_links(board: Board) -> None:
+    page = board.page()
+    rows_or_empty = page.locator("#status")
+    expect(rows_or_empty).not_to_have_text("Loading…", timeout=TIMEOUT)
+    verdicts = page.evaluate(
+        """async (urls) => {
+             const { safeHref } = await import('/board/dom.js');
+             return urls.map((u) => safeHref(u));
+           }""",
+        [
+            "javascript:pwned(1)",
+            " JaVaScRiPt:pwned(2)",
+            "java\tscript:pwned(3)",
+            "data:text/html,<script>pwned(4)</script>",
+            "vbscript:msgbox(5)",
+            "//evil.example/x",
+            "/\\evil.example/x",
+            "http://portal.azure.com/",
+            "file:///etc/passwd",
+            "https://portal.azure.com/#resource/subscriptions/x",
+            "/board/?item=1",
+        ],
+    )
+    assert verdicts[:9] == [None] * 9
+    assert verdicts[9] == "https://portal.azure.com/#resource/subscriptions/x"
+    assert verdicts[10] == "/board/?item=1"
+
+
 def test_csp_and_security_headers_reach_the_browser(board: Board) -> None:
     page = board.page()
     response = page.goto(f"{board.url}/")
@@ -312,23 +340,35 @@ def test_keyboard_alone_opens_and_acts_on_an_item(board: Board) -> None:
     page.keyboard.press("Enter")
     expect(page.locator("#detail .message.ok")).to_be_visible(timeout=TIMEOUT)
     assert board.api.item(item_id).body["state"] == "Acknowledged"
+    page.keyboard.press("Escape")  # closes the item, back on its row
+    expect(link).to_be_focused()
+    assert "item" not in parse_qs(urlsplit(page.url).query)
 
 
 def _views(board: Board) -> tuple[str, str]:
+    rules = [
+        ("Disk space low", "Free space on C: below 5% for 15 minutes"),
+        ("CPU above 90%", "Average CPU above 90% for 5 minutes"),
+        ("HTTP 5xx above 2%", "Server errors above 2% of requests for 10 minutes"),
+        ("Memory pressure", "Available memory below 500 MB for 10 minutes"),
+        ("Heartbeat missing", "No heartbeat from the agent for 5 minutes"),
+        ("Queue length above 1000", "Messages waiting in orders-in above 1,000"),
+        (
+            "Certificate expires soon",
+            "The TLS certificate of shop.contoso.example expires in 14 days",
+        ),
+    ]
     ids = board.api.alerts(
         *(
-            fired(f"v{n}", n, severity=f"Sev{n % 5}", cis=[f"vm-app-{n % 3:02d}"], rule=rule)
-            for n, rule in enumerate(
-                [
-                    "Disk space low",
-                    "CPU above 90%",
-                    "HTTP 5xx above 2%",
-                    "Memory pressure",
-                    "Heartbeat missing",
-                    "Queue length above 1000",
-                    "Certificate expires soon",
-                ]
+            fired(
+                f"v{n}",
+                n,
+                severity=f"Sev{n % 5}",
+                cis=[f"vm-app-{n % 3:02d}"],
+                rule=rule,
+                description=text,
             )
+            for n, (rule, text) in enumerate(rules)
         )
     )
     item_id = ids[-1]
@@ -366,7 +406,7 @@ def test_screenshots(board: Board, tmp_path: Path) -> None:
     item_id, _ = _views(board)
     target = Path(os.environ["BOARD_SCREENSHOTS"]) if os.environ.get("BOARD_SCREENSHOTS") else None
     for scheme in ("light", "dark"):
-        page = board.page(color_scheme=scheme)
+        page = board.page(color_scheme=scheme, height=1000)
         rows(page)
         save_screenshot(page, tmp_path / f"board-list-{scheme}.png", target)
         page.locator(f"a[data-id='{item_id}']").click()

@@ -18,7 +18,6 @@ let session = null;
 let list = null;
 let detail = null;
 let listKey = null;
-let timer = null;
 
 function setStatus(text) {
   statusLine.textContent = text;
@@ -137,9 +136,15 @@ async function start() {
     if (document.visibilityState === "visible") refresh();
   });
   window.addEventListener("focus", refresh);
-  timer = setInterval(refresh, REFRESH_MS);
+  // Escape closes an open item and puts focus back on its row in the list.
+  document.addEventListener("keydown", (event) => {
+    const itemId = new URLSearchParams(location.search).get("item");
+    if (event.key !== "Escape" || !itemId || event.target.closest("input, textarea, select")) return;
+    navigate(itemLink(null));
+    document.querySelector(`a[data-id="${CSS.escape(itemId)}"]`)?.focus();
+  });
+  setInterval(refresh, REFRESH_MS);
   await route();
 }
 
 start();
-export { timer };

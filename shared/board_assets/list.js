@@ -100,7 +100,7 @@ function counts(items) {
   const sevs = [...SEVERITIES, "unknown"].filter((s) => bySev.has(s)).map((s) => [s, bySev.get(s)]);
   const states = STATES.filter((s) => byState.has(s)).map((s) => [s, byState.get(s)]);
   return el("section", { class: "summary", "aria-label": "Counts on this page" },
-    list("By severity", sevs, severityBadge), list("By state", states, stateBadge));
+    list("Severity, this page", sevs, severityBadge), list("State, this page", states, stateBadge));
 }
 
 function row(item, selectedId, link) {
