@@ -15,7 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 from playwright.sync_api import Page, expect
 
 from tests.alert_factory import fired, resolved
-from tests.board_browser import READ, Board, axe_violations, board, chromium, ran, save_screenshot
+from tests.board_browser import (
+    READ,
+    Board,
+    axe_violations,
+    board,
+    chromium,
+    ran,
+    save_screenshot,
+)
 
 __all__ = ["board", "chromium"]
 
@@ -418,3 +426,34 @@ def test_screenshots(board: Board, tmp_path: Path) -> None:
         dark = (tmp_path / f"board-{name}-dark.png").read_bytes()
         assert light[:8] == b"\x89PNG\r\n\x1a\n"
         assert light != dark  # the theme follows the system
+
+
+def test_sign_in_with_msal_auth_code_and_pkce_in_session_storage(board: Board) -> None:
+    """Every page here signs in as in production (tests/board_browser.py, FakeEntra): MSAL.js
+    configured from board-config, authorization code with a PKCE challenge the token request
+    answers with its verifier, back on the page the person started from, tokens in
+    sessionStorage only."""
+    (item_id,) = board.api.alerts(fired("s1", 0, severity="Sev1"))
+    page = board.page(path="/board/?severity=Sev1")
+    expect(page.locator(f"tr[data-id='{item_id}']")).to_have_count(1, timeout=TIMEOUT)
+    entra = board.entra
+    assert entra is not None
+    config = entra.config
+    (authorize,) = entra.authorize
+    assert authorize["client_id"] == config["clientId"]
+    assert authorize["response_type"] == "code"
+    assert authorize["code_challenge_method"] == "S256"
+    assert authorize["redirect_uri"] == f"{board.url}/board/"
+    assert config["scopes"][0] in authorize["scope"].split()
+    (token_request,) = entra.token_requests
+    assert token_request["grant_type"] == "authorization_code"
+    assert token_request["code_verifier"]  # checked against the challenge by FakeEntra
+    assert config["authority"] == f"https://login.microsoftonline.com/{config['tenantId']}"
+    assert parse_qs(urlsplit(page.url).query) == {"severity": ["Sev1"]}
+    keys, local = page.evaluate("[Object.keys(sessionStorage).join(' '), localStorage.length]")
+    assert "accesstoken" in keys.lower()
+    assert local == 0  # never local storage
+    # Reloading uses MSAL's cache: no second trip to the authority.
+    page.reload()
+    expect(page.locator(f"tr[data-id='{item_id}']")).to_have_count(1, timeout=TIMEOUT)
+    assert len(entra.authorize) == 1

@@ -1,11 +1,7 @@
 // Sign-in: MSAL.js (vendored UMD bundle, global `msal`), authorization code flow with PKCE,
 // tokens in sessionStorage. The board reads its client id, authority and scope from
-// GET /api/board-config.
-//
-// Test-only path: browser tests put a token they minted with their own keys into
-// `globalThis.__BOARD_TEST_SIGN_IN__` before the page loads (Playwright's add_init_script).
-// The server verifies that token exactly like any other; a page that could set this global
-// could call MSAL just as well, so it opens nothing.
+// GET /api/board-config. There is no other way in: the browser tests sign in through this
+// very code against a stand-in for Entra's endpoints (tests/board_browser.py).
 
 export class Session {
   constructor(getToken, claims) {
@@ -44,11 +40,6 @@ async function boardConfig() {
 
 /** A Session, or null while the browser is on its way to the sign-in page. */
 export async function signIn() {
-  const injected = globalThis.__BOARD_TEST_SIGN_IN__;
-  if (injected && typeof injected.accessToken === "string") {
-    const token = injected.accessToken;
-    return new Session(async () => token, claimsOf(token));
-  }
   const config = await boardConfig();
   if (!globalThis.msal) throw new Error("The sign-in library did not load.");
   const msal = globalThis.msal;
