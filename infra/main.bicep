@@ -11,7 +11,7 @@
 
 targetScope = 'resourceGroup'
 
-@description('Short lowercase name used in every resource name (letters and digits).')
+@description('Short name used in every resource name: 2-9 lowercase letters and digits (it becomes part of the storage account name, which allows nothing else).')
 @minLength(2)
 @maxLength(9)
 param baseName string = 'itsm'
@@ -63,12 +63,43 @@ param appServiceDomain string = 'azurewebsites.net'
 @description('Tags applied to every resource.')
 param tags object = {}
 
-var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, baseName))
+@description('Object ids of users granted WorkItems.Read (read work items through the API).')
+param workItemsReaderUserIds array = []
 
-var functionAppName = 'func-${baseName}-${resourceToken}'
+@description('Object ids of groups granted WorkItems.Read (needs Entra ID P1 or P2).')
+param workItemsReaderGroupIds array = []
+
+@description('Object ids of service principals (apps, managed identities) granted WorkItems.Read.')
+param workItemsReaderServicePrincipalIds array = []
+
+@description('Object ids of users granted WorkItems.ReadWrite (read and update work items).')
+param workItemsWriterUserIds array = []
+
+@description('Object ids of groups granted WorkItems.ReadWrite (needs Entra ID P1 or P2).')
+param workItemsWriterGroupIds array = []
+
+@description('Object ids of service principals (apps, managed identities) granted WorkItems.ReadWrite.')
+param workItemsWriterServicePrincipalIds array = []
+
+// baseName check: Bicep has no pattern decorator, so every character not allowed is
+// collected here and the deployment fails in validation, before anything is created,
+// when there is one (a hyphen would otherwise break the storage account name halfway).
+// The failure is a lookup of a key that does not exist, whose error quotes the key:
+// "The language expression property 'baseName may hold ...' doesn't exist". (Bicep's
+// fail() says it more directly, but checkov's pinned Bicep parser cannot read it.)
+var baseNameAllowed = 'abcdefghijklmnopqrstuvwxyz0123456789'
+var baseNameRejected = [for i in range(0, length(baseName)): contains(baseNameAllowed, substring(baseName, i, 1)) ? '' : substring(baseName, i, 1)]
+var baseNameCheck = {
+  ok: baseName
+}
+var checkedBaseName = baseNameCheck[empty(join(baseNameRejected, '')) ? 'ok' : 'baseName may hold lowercase letters and digits only; "${baseName}" has "${join(baseNameRejected, '')}"']
+
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, checkedBaseName))
+
+var functionAppName = 'func-${checkedBaseName}-${resourceToken}'
 // Storage account names: 3-24 lowercase letters and digits.
-var storageAccountName = take(toLower('st${baseName}${resourceToken}'), 24)
-var appUniqueName = 'azmon-itsm-${baseName}-${resourceToken}'
+var storageAccountName = take('st${checkedBaseName}${resourceToken}', 24)
+var appUniqueName = 'azmon-itsm-${checkedBaseName}-${resourceToken}'
 
 // Storage layout: the names the code binds to (shared/config.py) and the tables it uses.
 // Change table names here only.
@@ -105,6 +136,8 @@ module entraApp 'modules/entra-app.bicep' = {
     applicationIdUri: applicationIdUri
     aznsAppId: aznsAppId
     boardRedirectUri: boardRedirectUri
+    workItemsReadPrincipalIds: union(workItemsReaderUserIds, workItemsReaderGroupIds, workItemsReaderServicePrincipalIds)
+    workItemsReadWritePrincipalIds: union(workItemsWriterUserIds, workItemsWriterGroupIds, workItemsWriterServicePrincipalIds)
   }
 }
 
@@ -213,6 +246,9 @@ output applicationIdUri string = entraApp.outputs.applicationIdUri
 
 @description('The web board (sign in with a user holding WorkItems.Read or WorkItems.ReadWrite).')
 output boardUrl string = boardRedirectUri
+
+@description('Scope to request for a user token to the work item API: az account get-access-token --scope <this>.')
+output workItemsApiScope string = '${entraApp.outputs.applicationIdUri}/${entraApp.outputs.workItemsScope}'
 
 @description('Action group to attach to alert rules.')
 output actionGroupId string = actionGroup.outputs.actionGroupId

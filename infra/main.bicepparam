@@ -20,3 +20,9 @@ param correlationMode = 'alert'
 
 // A new firing within this many minutes of resolution reopens the work item.
 param reopenWindowMinutes = 60
+
+// Who may use the work item API: object ids of users, groups (Entra ID P1 or P2) and
+// service principals, per role (docs/deploy.md, "Access the work item API").
+//   az ad signed-in-user show --query id -o tsv     # your own object id
+param workItemsReaderUserIds = []
+param workItemsWriterUserIds = []

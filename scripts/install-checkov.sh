@@ -11,10 +11,17 @@ set -euo pipefail
 CHECKOV_VERSION="3.3.30"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ROOT}/.venv-checkov"
-PYTHON="${PYTHON:-python3.11}"
+# The interpreter scripts/setup-env.sh chose for .venv (the Python 3.10-3.12 the README
+# accepts), unless PYTHON names another.
+if [[ -z "${PYTHON:-}" ]]; then
+  [[ -x "${ROOT}/.venv/bin/python" ]] || bash "${ROOT}/scripts/setup-env.sh" dev
+  PYTHON="${ROOT}/.venv/bin/python"
+fi
 
-if [[ -x "${VENV}/bin/checkov" ]] \
-  && "${VENV}/bin/python" -m pip show checkov 2>/dev/null | grep -qx "Version: ${CHECKOV_VERSION}"; then
+# pip's output is read whole first: `pip show | grep -q` under pipefail fails whenever grep
+# exits at the match before pip has written everything (SIGPIPE).
+installed="$("${VENV}/bin/python" -m pip show checkov 2>/dev/null || true)"
+if [[ -x "${VENV}/bin/checkov" ]] && grep -qx "Version: ${CHECKOV_VERSION}" <<<"${installed}"; then
   echo "checkov ${CHECKOV_VERSION} already installed in ${VENV}"
   exit 0
 fi

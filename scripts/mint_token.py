@@ -1,19 +1,23 @@
-"""Mint Secure Webhook tokens for local development, signed by a local key.
+"""Mint Secure Webhook and API tokens for local development, signed by a local key.
 
     .venv/bin/python scripts/mint_token.py                  # token on stdout, settings on stderr
+    .venv/bin/python scripts/mint_token.py --role WorkItems.ReadWrite --app-id <any client id>
     .venv/bin/python scripts/mint_token.py --version 2 --audience <client id>
     .venv/bin/python scripts/mint_token.py --serve          # also serve the key set
 
-The first run creates an RSA-2048 key in .local-dev/signing-key.pem (kept out of git) and
-writes the matching key set to .local-dev/jwks.json; later runs reuse them. ``--serve``
-publishes that key set at http://127.0.0.1:<port>/keys until Ctrl-C. Point the app at it
-with AAD_JWKS_URI in local.settings.json (printed below the token): the app then verifies
-these tokens exactly like Entra's, with every check in place. Nothing here, and no setting,
-turns verification off; never set AAD_JWKS_URI in Azure.
+The first run creates an RSA-2048 key in .local-dev/ (kept out of git; LOCAL_DEV_DIR or
+--dir to use another folder) and writes the matching key set there; later runs reuse them.
+``--serve`` publishes that key set at http://127.0.0.1:<port>/discovery/v2.0/keys (any path
+ending in /keys) until stopped. Tenant, audience and key URL default to the app's settings
+as Core Tools would see them: the environment, then local.settings.json, then
+local.settings.json.example, so the settings printed below the token are that file's when
+nothing was changed. The app verifies these tokens exactly like Entra's, with every check
+in place. Nothing here, and no setting, turns verification off; never set AAD_JWKS_URI in
+Azure.
 
     TOKEN=$(.venv/bin/python scripts/mint_token.py)
     curl -i -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \\
-         --data @alert.json http://localhost:7071/api/alerts
+         --data @samples/metric-alert-static-fired.json http://localhost:7071/api/alerts
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -42,10 +47,9 @@ from shared.config import AZNS_AAD_WEBHOOK_APP_ID, DEFAULT_AUTHORITY_HOST, DEFAU
 
 ROOT = Path(__file__).resolve().parent.parent
 
-DEFAULT_DIR = ROOT / ".local-dev"
+DEFAULT_DIR = Path(os.environ.get("LOCAL_DEV_DIR") or ROOT / ".local-dev")
 DEFAULT_PORT = 7072
-DEV_TENANT = "00000000-0000-4000-8000-000000000001"
-DEV_AUDIENCE = "api://itsm-receiver-local"
+JWKS_PATH = "/discovery/v2.0/keys"
 DEV_OBJECT_ID = "00000000-0000-4000-8000-0000000000a2"  # stands for the AzNS SP
 
 
@@ -122,7 +126,7 @@ def claims_for(args: argparse.Namespace, now: int) -> dict[str, Any]:
     return claims
 
 
-def serve(jwks_path: Path, port: int) -> None:
+def serve(jwks_path: Path, port: int) -> int:
     body = jwks_path.read_bytes()
 
     class Handler(BaseHTTPRequestHandler):
@@ -133,10 +137,19 @@ def serve(jwks_path: Path, port: int) -> None:
             self.end_headers()
             self.wfile.write(body if found else b'{"error":"not found"}')
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # one line per key fetch is noise
+
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as exc:
+        print(f"cannot serve the key set on 127.0.0.1:{port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    port = int(server.server_address[1])
     print(
-        f"serving {jwks_path.name} at http://127.0.0.1:{port}/keys (Ctrl-C to stop)",
+        f"serving {jwks_path.name} at http://127.0.0.1:{port}{JWKS_PATH} (Ctrl-C to stop)",
         file=sys.stderr,
+        flush=True,
     )
     try:
         server.serve_forever()
@@ -144,22 +157,46 @@ def serve(jwks_path: Path, port: int) -> None:
         pass
     finally:
         server.server_close()
+    return 0
 
 
-def _first(env_name: str, default: str) -> str:
-    values = [v.strip() for v in os.environ.get(env_name, "").split(",") if v.strip()]
-    return values[0] if values else default
+def app_settings() -> dict[str, str]:
+    """The app's settings as Core Tools gives them to it: local.settings.json "Values" (the
+    example when there is none yet), each overridden by a non-empty environment variable."""
+    path = ROOT / "local.settings.json"
+    if not path.exists():
+        path = ROOT / "local.settings.json.example"
+    values = {k: str(v) for k, v in json.loads(path.read_text())["Values"].items()}
+    values.update({k: v for k, v in os.environ.items() if k in values and v})
+    return values
+
+
+def _listed(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _jwks_port(uri: str) -> int:
+    """The port of a loopback AAD_JWKS_URI (the key server's); the default otherwise."""
+    parts = urlsplit(uri)
+    if parts.hostname in ("127.0.0.1", "localhost") and parts.port:
+        return parts.port
+    return DEFAULT_PORT
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Mint a Secure Webhook token signed by a local key (local development).",
     )
-    parser.add_argument("--tenant", default=_first("AAD_TENANT_IDS", DEV_TENANT))
+    configured = app_settings()
+    tenants = _listed(configured.get("AAD_TENANT_IDS", ""))
+    audiences = _listed(configured.get("AAD_AUDIENCES", ""))
+    parser.add_argument(
+        "--tenant", default=tenants[0] if tenants else None, help="default: AAD_TENANT_IDS[0]"
+    )
     parser.add_argument(
         "--audience",
-        default=_first("AAD_AUDIENCES", DEV_AUDIENCE),
-        help="v1: Application ID URI or client id; v2: the client id",
+        default=audiences[0] if audiences else None,
+        help="v1: Application ID URI or client id; v2: the client id (default: AAD_AUDIENCES[0])",
     )
     parser.add_argument("--version", choices=("1", "2"), default="1", help="token version")
     parser.add_argument("--app-id", default=AZNS_AAD_WEBHOOK_APP_ID, help="caller app id")
@@ -171,14 +208,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifetime", type=int, default=3600, help="seconds")
     parser.add_argument(
         "--authority",
-        default=os.environ.get("AAD_AUTHORITY_HOST", DEFAULT_AUTHORITY_HOST),
+        default=configured.get("AAD_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST,
         help="for the v2 issuer",
     )
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="key and key set folder")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port for --serve")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=_jwks_port(configured.get("AAD_JWKS_URI", "")),
+        help="port for --serve (default: AAD_JWKS_URI's; 0: any free one)",
+    )
     parser.add_argument("--serve", action="store_true", help="serve the key set after minting")
     args = parser.parse_args(argv)
     args.role = [r for r in (args.role or [DEFAULT_REQUIRED_ROLE]) if r]
+    if not args.tenant or not args.audience:
+        parser.error("no tenant or audience: set AAD_TENANT_IDS and AAD_AUDIENCES, or pass them")
 
     key = load_or_create_key(args.dir)
     jwk = public_jwk(key)
@@ -188,21 +232,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(token)
 
+    # The configured lists when they hold these values, so an unchanged setup prints
+    # local.settings.json(.example)'s own lines.
     settings = {
-        "AAD_TENANT_IDS": args.tenant,
-        "AAD_AUDIENCES": args.audience,
-        "AAD_JWKS_URI": f"http://127.0.0.1:{args.port}/keys",
+        "AAD_TENANT_IDS": ",".join(tenants) if args.tenant in tenants else args.tenant,
+        "AAD_AUDIENCES": ",".join(audiences) if args.audience in audiences else args.audience,
+        "AAD_JWKS_URI": f"http://127.0.0.1:{args.port}{JWKS_PATH}",
     }
+    if args.serve:
+        return serve(jwks_path, args.port)
     print(
-        '\nlocal.settings.json "Values" for these tokens (run with --serve to publish the keys):',
+        'local.settings.json "Values" these tokens verify with (scripts/start serves the keys):',
         file=sys.stderr,
     )
     for name, value in settings.items():
         print(f'    "{name}": "{value}",', file=sys.stderr)
     if args.version == "2" and args.audience.startswith("api://"):
         print("note: Entra v2 tokens carry the client id as aud, not the URI", file=sys.stderr)
-    if args.serve:
-        serve(jwks_path, args.port)
     return 0
 
 

@@ -200,7 +200,7 @@ def _guids(name: str, values: tuple[str, ...], example: str) -> tuple[str, ...]:
 
 
 def _auth(env: Mapping[str, str]) -> AuthSettings:
-    guid_example = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    guid_example = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
     tenants = _guids(
         "AAD_TENANT_IDS",
         _required_csv(env, "AAD_TENANT_IDS", guid_example),

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 BASE = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
 VM = (

@@ -1,19 +1,15 @@
-"""The published alert samples (read-only, outside this repo), for tests and benchmarks.
-
-They live in the steering repo's `shared/samples`, checked out beside this repo
-(`<repo>/../shared/samples`). Set ALERT_SAMPLES_DIR to use another copy.
-Importable without pytest (the benchmark uses it too).
+"""The published alert samples in samples/ (copied verbatim, sources in samples/README.md),
+for tests and benchmarks. Importable without pytest (the benchmarks use it too).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ENV_VAR = "ALERT_SAMPLES_DIR"
+SAMPLES_DIR = REPO_ROOT / "samples"
 
 # Essentials for wrapping an `alertContext` fragment: (monitoringService, signalType).
 CONTEXT_ESSENTIALS: dict[str, tuple[str, str]] = {
@@ -41,28 +37,8 @@ WRAP_TARGET = (
 )
 
 
-class SamplesNotFound(FileNotFoundError):
-    pass
-
-
 def samples_dir() -> Path:
-    """The samples folder; SamplesNotFound with what was tried when it is missing."""
-    tried: list[Path] = []
-    override = os.environ.get(ENV_VAR)
-    if override:
-        candidates = [Path(override)]
-    else:
-        # <repo>/../shared/samples, and further up in case the repo sits one level deeper
-        candidates = [parent / "shared" / "samples" for parent in REPO_ROOT.parents]
-    for candidate in candidates:
-        tried.append(candidate)
-        if candidate.is_dir() and any(candidate.glob("*.json")):
-            return candidate
-    raise SamplesNotFound(
-        "Alert samples not found. Expected the steering repo's shared/samples beside this "
-        f"repo ({REPO_ROOT.parent / 'shared' / 'samples'}), or set {ENV_VAR}. Tried: "
-        + ", ".join(str(p) for p in tried)
-    )
+    return SAMPLES_DIR
 
 
 def _names(prefix: str | None = None) -> list[str]:

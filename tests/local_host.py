@@ -259,9 +259,12 @@ def _handler_for(host: FunctionsHost) -> type[BaseHTTPRequestHandler]:
                 )
             )
 
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            # The path without its query: a query may carry a secret.
+            log.info("%s %s -> %s", self.command, self.path.split("?", 1)[0][:200], code)
+
         def log_message(self, format: str, *args: Any) -> None:
-            # Only the request line's path without its query: queries may carry secrets.
-            log.info("%s %s -> %s", self.command, self.path.split("?", 1)[0], args[1:2])
+            log.warning("%s", (format % args).split("?", 1)[0][:200])
 
     return Handler
 

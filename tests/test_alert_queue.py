@@ -12,7 +12,7 @@ from shared import alert_queue
 from shared.config import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 
 
 def _settings(connection_string: str):  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ from shared.config import (
     load_settings,
 )
 
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 BASE = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
     "AAD_TENANT_IDS": TENANT,

@@ -10,7 +10,7 @@ alert, a body over the size limit), so every one must answer 4xx with a JSON err
   of the compact form changed, inserted or removed;
 - bodies (with a valid token): not JSON, invalid UTF-8, 10,000 levels of nesting, huge
   numbers, long strings, a 10 MB body, other schemas, and Hypothesis mutations of the
-  published samples (../shared/samples) with a defect that makes them no alert;
+  published samples (samples/) with a defect that makes them no alert;
 - headers: Hypothesis junk headers, duplicate and oversized headers, lying Content-Length,
   unexpected Content-Types, on top of a bad token or a bad body.
 

@@ -302,9 +302,20 @@ def _entra() -> dict[str, Any]:
     return module("entra-app.bicep")
 
 
+def _applications() -> dict[str, dict[str, Any]]:
+    return {
+        name: body(res)
+        for name, res in resources_of_type(_entra(), "Microsoft.Graph/applications").items()
+        if not res["existing"]
+    }
+
+
 def _application() -> tuple[str, dict[str, Any]]:
-    name, res = only_resource(_entra(), "Microsoft.Graph/applications")
-    return name, body(res)
+    """The application as created: keyed on the module's uniqueName parameter (the other
+    declaration is the second write of the same application that pre-authorizes clients)."""
+    created = [(n, a) for n, a in _applications().items() if a["uniqueName"] == "uniqueName"]
+    assert len(created) == 1, f"expected one created application, found {created}"
+    return created[0]
 
 
 def _app_roles() -> dict[str, dict[str, Any]]:
@@ -399,8 +410,13 @@ def test_secure_webhook_role_assigned_to_azns() -> None:
     azns_sp = next(n for n, sp in sps.items() if resolve(tree, sp["appId"]) == AZNS_APP_ID)
     our_sp = next(n for n, sp in sps.items() if dotted(sp["appId"]) == f"{app_name}.appId")
 
-    _, assignment = only_resource(tree, "Microsoft.Graph/appRoleAssignedTo")
-    assignment = body(assignment)
+    single = [
+        res
+        for res in resources_of_type(tree, "Microsoft.Graph/appRoleAssignedTo").values()
+        if "loop_type" not in res["config"]
+    ]
+    assert len(single) == 1, "one assignment outside the loops: AzNS's"
+    assignment = body(single[0])
     assert dotted(assignment["principalId"]) == f"{azns_sp}.id"
     assert dotted(assignment["resourceId"]) == f"{our_sp}.id"
     webhook_role_id = _app_roles()[config.DEFAULT_REQUIRED_ROLE]["id"]
@@ -415,6 +431,119 @@ def test_entra_outputs_feed_the_action_group_and_settings() -> None:
     assert dotted(outputs["clientId"]) == f"{app_name}.appId"
     assert outputs["applicationIdUri"] in app["identifierUris"]
     assert resolve(tree, outputs["secureWebhookRole"]) == config.DEFAULT_REQUIRED_ROLE
+
+
+AZURE_CLI_APP_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+
+
+def test_azure_cli_is_pre_authorized_for_the_api_scope() -> None:
+    """So that `az account get-access-token --scope <URI>/user_impersonation` gets a token
+    without a consent prompt; written after the scope exists (a second write of the app)."""
+    tree = _entra()
+    app_name, _ = _application()
+    (update,) = [a for n, a in _applications().items() if n != app_name]
+    assert dotted(update["uniqueName"]) == f"{app_name}.uniqueName", "the same application"
+    api = update["api"]
+    # The update carries what it must not change: the scopes it references, v2 tokens.
+    assert dotted(api["oauth2PermissionScopes"]) == f"{app_name}.api.oauth2PermissionScopes"
+    assert api["requestedAccessTokenVersion"] == 2
+    loop = api["preAuthorizedApplications"]
+    assert loop["loop_type"]["detail"]["array_name"] == "preAuthorizedClientAppIds"
+    entry = loop["config"]
+    assert entry["appId"] == loop["loop_type"]["detail"]["item_name"]
+    assert entry["delegatedPermissionIds"] == ["workItemsScopeId"]
+    assert resolve(tree, "preAuthorizedClientAppIds") == [AZURE_CLI_APP_ID]
+    # delegatedPermissionIds is Microsoft Graph's name (permissionIds is the portal's).
+    assert "permissionIds" not in all_keys(update)
+
+
+def _role_assignment_loops() -> dict[str, tuple[str, str]]:
+    """Looped app role assignments: role id variable -> (principal list, resource id)."""
+    tree = _entra()
+    found = {}
+    for res in resources_of_type(tree, "Microsoft.Graph/appRoleAssignedTo").values():
+        cfg = res["config"]
+        if "loop_type" not in cfg:
+            continue
+        detail = cfg["loop_type"]["detail"]
+        array = detail["array_name"]["function"]
+        assert array["type"] == "union", "duplicates would fail: union removes them"
+        inner = cfg["config"]
+        assert inner["principalId"] == detail["item_name"]
+        found[inner["appRoleId"]] = (array["parameters"]["arg_1"], dotted(inner["resourceId"]))
+    return found
+
+
+def test_work_item_roles_are_granted_to_the_listed_principals() -> None:
+    tree = _entra()
+    sps = resources_of_type(tree, "Microsoft.Graph/servicePrincipals")
+    app_name, _ = _application()
+    our_sp = next(n for n, sp in sps.items() if dotted(body(sp)["appId"]) == f"{app_name}.appId")
+    loops = _role_assignment_loops()
+    roles = _app_roles()
+    by_role = {json.dumps(resolve(tree, role_var)): v for role_var, v in loops.items()}
+    read = by_role[json.dumps(roles["WorkItems.Read"]["id"])]
+    write = by_role[json.dumps(roles["WorkItems.ReadWrite"]["id"])]
+    assert read == ("workItemsReadPrincipalIds", f"{our_sp}.id")
+    assert write == ("workItemsReadWritePrincipalIds", f"{our_sp}.id")
+    for name in ("workItemsReadPrincipalIds", "workItemsReadWritePrincipalIds"):
+        assert tree["parameters"][name]["default"] == [], f"{name} is optional"
+
+
+def test_main_takes_user_group_and_service_principal_lists_per_role() -> None:
+    main = main_tree()
+    params = main["parameters"]
+    call = module_call(main, "modules/entra-app.bicep")["params"]
+    for role, module_param in (
+        ("Reader", "workItemsReadPrincipalIds"),
+        ("Writer", "workItemsReadWritePrincipalIds"),
+    ):
+        names = [f"workItems{role}{kind}Ids" for kind in ("User", "Group", "ServicePrincipal")]
+        for name in names:
+            assert params[name]["default"] == [], f"{name} is optional"
+        passed = call[module_param]["function"]
+        assert passed["type"] == "union"
+        assert list(passed["parameters"].values()) == names
+    outputs = {name: out["value"] for name, out in main["outputs"].items()}
+    assert outputs["workItemsApiScope"] == (
+        "${entraApp.outputs.applicationIdUri}/${entraApp.outputs.workItemsScope}"
+    )
+
+
+def test_base_name_is_checked_before_anything_is_named() -> None:
+    """Only lowercase letters and digits (the storage account name allows nothing else):
+    every other character is collected and the deployment fails naming it."""
+    import string
+
+    main = main_tree()
+    variables = main["variables"]
+    assert resolve(main, "baseNameAllowed") == string.ascii_lowercase + string.digits
+    rejected = variables["baseNameRejected"]["value"]
+    assert rejected["loop_type"]["detail"]["array_name"]["function"]["type"] == "range"
+    keep = rejected["config"]["operator"]["operands"]
+    assert keep["condition"]["function"]["parameters"]["container"] == "baseNameAllowed"
+    assert keep["true_value"] == ""
+    # A valid name looks up "ok" (the name itself); any other looks up a key that is not
+    # there, and the deployment fails in validation quoting that key: the message.
+    lookup = variables["checkedBaseName"]["value"]["operator"]
+    assert lookup["type"] == "index_accessor"
+    table = resolve(main, lookup["operands"]["operand_1"])
+    assert table == {"ok": "baseName"}
+    key = lookup["operands"]["operand_2"]["operator"]["operands"]
+    tested = key["condition"]["function"]["parameters"]["item_to_test"]["function"]
+    assert tested["parameters"]["input_array"] == "baseNameRejected"
+    assert key["true_value"] == "ok"
+    assert key["false_value"] not in table
+    assert "lowercase letters and digits only" in key["false_value"]
+    # Every name derives from the checked value through resourceToken, the storage
+    # account name from it directly.
+    token = json.dumps(variables["resourceToken"]["value"])
+    assert "checkedBaseName" in token
+    assert 'baseName"' not in token.replace("checkedBaseName", "")
+    storage = variables["storageAccountName"]["value"]["function"]["parameters"]
+    assert storage["original_value"].startswith("st${checkedBaseName}")
+    lengths = {d["type"]: d["argument"] for d in main["parameters"]["baseName"]["decorators"]}
+    assert (lengths["min_length"], lengths["max_length"]) == (2, 9)
 
 
 # ---------------------------------------------------------------------------
@@ -648,7 +777,7 @@ def test_policy_defaults_match_config_py() -> None:
     defaults = config.load_settings(
         {
             "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-            "AAD_TENANT_IDS": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "AAD_TENANT_IDS": "aaaabbbb-0000-cccc-1111-dddd2222eeee",
             "AAD_AUDIENCES": "api://example",
         }
     )

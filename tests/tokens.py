@@ -27,7 +27,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from shared.config import AZNS_AAD_WEBHOOK_APP_ID, DEFAULT_REQUIRED_ROLE
 
-TENANT_A = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+TENANT_A = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 TENANT_B = "0b7e1c5a-3f2d-4e8a-9c6b-1d2e3f4a5b6c"
 OTHER_TENANT = "11111111-2222-3333-4444-555555555555"  # never configured
 CLIENT_ID = "8e4c2d1b-6a5f-4b3e-9d8c-7f6e5d4c3b2a"  # our app registration

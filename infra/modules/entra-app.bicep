@@ -24,6 +24,17 @@ param aznsAppId string = '461e8683-5575-4561-ac7f-899cc907d62a'
 @description('Where the web board signs users in: its single-page-application redirect URI (https://<function app host>/board/).')
 param boardRedirectUri string
 
+@description('Object ids of users, groups and service principals granted WorkItems.Read.')
+param workItemsReadPrincipalIds array = []
+
+@description('Object ids of users, groups and service principals granted WorkItems.ReadWrite.')
+param workItemsReadWritePrincipalIds array = []
+
+@description('Client app ids pre-authorized for user_impersonation, so their users get tokens for the API without a consent prompt. Default: the Azure CLI (az account get-access-token).')
+param preAuthorizedClientAppIds array = [
+  '04b07795-8ddb-461a-bbee-02f9e1bf7b46'
+]
+
 var secureWebhookRoleValue = 'ActionGroupsSecureWebhook'
 var workItemsReadRoleValue = 'WorkItems.Read'
 var workItemsReadWriteRoleValue = 'WorkItems.ReadWrite'
@@ -117,6 +128,24 @@ resource application 'Microsoft.Graph/applications@v1.0' = {
   }
 }
 
+// Pre-authorizing clients is a second write of the same application: Graph accepts a
+// preAuthorizedApplications entry only for a scope the application already has, so the
+// scope is created above first (the Graph extension updates only the properties given).
+resource applicationPreAuthorization 'Microsoft.Graph/applications@v1.0' = {
+  uniqueName: application.uniqueName
+  displayName: displayName
+  api: {
+    requestedAccessTokenVersion: 2
+    oauth2PermissionScopes: application.api.oauth2PermissionScopes
+    preAuthorizedApplications: [for clientAppId in preAuthorizedClientAppIds: {
+      appId: clientAppId
+      delegatedPermissionIds: [
+        workItemsScopeId
+      ]
+    }]
+  }
+}
+
 resource servicePrincipal 'Microsoft.Graph/servicePrincipals@v1.0' = {
   appId: application.appId
   // Only principals holding one of the app roles can get a token for this API.
@@ -133,6 +162,20 @@ resource aznsRoleAssignment 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
   resourceId: servicePrincipal.id
   appRoleId: secureWebhookRoleId
 }
+
+// People and apps that use the work item API. Assignments are per principal: a group's
+// members get the role through the group (assigning to groups needs Entra ID P1 or P2).
+resource workItemsReadAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for principalId in union(workItemsReadPrincipalIds, []): {
+  principalId: principalId
+  resourceId: servicePrincipal.id
+  appRoleId: workItemsReadRoleId
+}]
+
+resource workItemsReadWriteAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for principalId in union(workItemsReadWritePrincipalIds, []): {
+  principalId: principalId
+  resourceId: servicePrincipal.id
+  appRoleId: workItemsReadWriteRoleId
+}]
 
 @description('Object id of the application: the action group webhook receiver objectId.')
 output applicationObjectId string = application.id
