@@ -418,8 +418,10 @@ def test_every_kind_of_bad_token_is_refused(receiver: Receiver, target: Target) 
 
 
 _OUR_AUDIENCES = (AUDIENCE_URI.lower(), CLIENT_ID.lower())
-# Fixed once: strategies must be the same every time Hypothesis replays an example.
+# Fixed once: strategies must be the same every time Hypothesis replays an example. The
+# broken times keep a day's margin from it, since the test may run many minutes after import.
 NOW = int(time.time())
+MARGIN = 86_400
 _breakers: dict[str, dict[str, st.SearchStrategy[Any]]] = {}
 
 
@@ -439,7 +441,7 @@ def _make_breakers(target: Target) -> dict[str, st.SearchStrategy[Any]]:
             st.text(max_size=40).filter(lambda a: a.lower() not in _OUR_AUDIENCES),
             st.lists(st.text(max_size=10).filter(lambda a: a.lower() not in _OUR_AUDIENCES)),
         ),
-        "exp": st.one_of(st.integers(-(2**40), NOW - 600), st.text(max_size=5), st.none()),
+        "exp": st.one_of(st.integers(-(2**40), NOW - MARGIN), st.text(max_size=5), st.none()),
         "tid": st.sampled_from([TENANT_B, OTHER_TENANT, "", None, 5]),
         "roles": st.one_of(
             st.lists(
@@ -449,7 +451,7 @@ def _make_breakers(target: Target) -> dict[str, st.SearchStrategy[Any]]:
             st.text(),
         ),
         "oid": st.sampled_from(["", None, 3, []]),
-        "iat": st.one_of(st.integers(NOW + 600, 2**40), st.text(max_size=3)),
+        "iat": st.one_of(st.integers(NOW + MARGIN, 2**40), st.text(max_size=3)),
         "appid": st.one_of(st.none(), st.integers(), st.just("")),
     }
     if not target.any_caller_app:
