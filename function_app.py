@@ -2,17 +2,19 @@
 
 import azure.functions as func
 
-from shared import alert_sync, ingest, processor
+from shared import alert_sync, board, ingest, processor
 from shared.api import handlers as workitem_api
 from shared.config import ALERT_SYNC_QUEUE, ALERTS_QUEUE, STORAGE_CONNECTION
 
+# host.json's routePrefix is empty so that the board can answer at "/": every API route
+# names its "api/" itself (tests/test_board_server.py holds every route to that).
 # Anonymous at the platform level on purpose: Azure Monitor's Secure Webhook sends an
 # Entra ID bearer token, not a function key; shared/auth.py verifies that token.
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 
 @app.function_name("receive_alert")
-@app.route(route="alerts", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@app.route(route="api/alerts", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def receive_alert(req: func.HttpRequest) -> func.HttpResponse:
     return ingest.handle(req)
 
@@ -33,36 +35,57 @@ def sync_alert_state(msg: func.QueueMessage) -> None:
 
 
 @app.function_name("list_workitems")
-@app.route(route="workitems", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@app.route(route="api/workitems", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def list_workitems(req: func.HttpRequest) -> func.HttpResponse:
     return workitem_api.list_workitems(req)
 
 
 @app.function_name("get_workitem")
-@app.route(route="workitems/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@app.route(route="api/workitems/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def get_workitem(req: func.HttpRequest) -> func.HttpResponse:
     return workitem_api.get_workitem(req)
 
 
 @app.function_name("update_workitem")
-@app.route(route="workitems/{id}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
+@app.route(route="api/workitems/{id}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
 def update_workitem(req: func.HttpRequest) -> func.HttpResponse:
     return workitem_api.update_workitem(req)
 
 
 @app.function_name("search_cis")
-@app.route(route="cis", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@app.route(route="api/cis", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def search_cis(req: func.HttpRequest) -> func.HttpResponse:
     return workitem_api.search_cis(req)
 
 
 @app.function_name("get_ci")
-@app.route(route="cis/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@app.route(route="api/cis/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def get_ci(req: func.HttpRequest) -> func.HttpResponse:
     return workitem_api.get_ci(req)
 
 
 @app.function_name("openapi")
-@app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@app.route(route="api/openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
     return workitem_api.openapi(req)
+
+
+# -- the web board (shared/board.py): static files and its public sign-in settings --
+
+
+@app.function_name("board_home")
+@app.route(route="{ignored:maxlength(0)?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def board_home(req: func.HttpRequest) -> func.HttpResponse:
+    return board.redirect_to_board(req)
+
+
+@app.function_name("board_assets")
+@app.route(route="board/{*path}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def board_assets(req: func.HttpRequest) -> func.HttpResponse:
+    return board.serve_asset(req)
+
+
+@app.function_name("board_config")
+@app.route(route="api/board-config", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def board_config(req: func.HttpRequest) -> func.HttpResponse:
+    return board.board_config(req)

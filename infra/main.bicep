@@ -66,6 +66,9 @@ param alertSubscriptionIds array = [
 @description('Maximum number of Flex Consumption instances.')
 param maximumInstanceCount int = 100
 
+@description('DNS suffix of App Service default host names in this cloud (the board\'s redirect URI is https://<function app>.<suffix>/board/).')
+param appServiceDomain string = 'azurewebsites.net'
+
 @description('Tags applied to every resource.')
 param tags object = {}
 
@@ -129,8 +132,12 @@ var tableNames = [
 var claimCheckContainerName = 'alert-payloads'
 var deploymentContainerName = 'app-package'
 
-// The receive_alert function: route "alerts" under the default "api" prefix.
+// The receive_alert function's route "api/alerts" (host.json's routePrefix is empty).
 var webhookPath = '/api/alerts'
+
+// The web board's address: shared/board.py BOARD_PATH on the app's default host name, known
+// before the app exists so that the app registration (deployed first) can name it.
+var boardRedirectUri = 'https://${functionAppName}.${appServiceDomain}/board/'
 
 // AAD_AUTHORITY_HOST wants no trailing slash; loginEndpoint has one.
 var loginEndpoint = environment().authentication.loginEndpoint
@@ -146,6 +153,7 @@ module entraApp 'modules/entra-app.bicep' = {
     displayName: appDisplayName
     applicationIdUri: applicationIdUri
     aznsAppId: aznsAppId
+    boardRedirectUri: boardRedirectUri
     workItemsReadPrincipalIds: union(workItemsReaderUserIds, workItemsReaderGroupIds, workItemsReaderServicePrincipalIds)
     workItemsReadWritePrincipalIds: union(workItemsWriterUserIds, workItemsWriterGroupIds, workItemsWriterServicePrincipalIds)
   }
@@ -218,6 +226,8 @@ module functionApp 'modules/function-app.bicep' = {
     flapWindowMinutes: flapWindowMinutes
     syncAlertState: syncAlertState
     armEndpoint: armEndpoint
+    boardClientId: entraApp.outputs.clientId
+    boardApiScope: '${entraApp.outputs.applicationIdUri}/${entraApp.outputs.workItemsScope}'
   }
   // The host reaches storage with the identity from its first start.
   dependsOn: [
@@ -277,6 +287,9 @@ output applicationObjectId string = entraApp.outputs.applicationObjectId
 
 @description('Application ID URI of the app registration.')
 output applicationIdUri string = entraApp.outputs.applicationIdUri
+
+@description('The web board (sign in with a user holding WorkItems.Read or WorkItems.ReadWrite).')
+output boardUrl string = boardRedirectUri
 
 @description('Scope to request for a user token to the work item API: az account get-access-token --scope <this>.')
 output workItemsApiScope string = '${entraApp.outputs.applicationIdUri}/${entraApp.outputs.workItemsScope}'

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Tool (installed by scripts/install-<tool>.sh) -> the fixture through which tests use it.
 OPTIONAL_TOOLS: dict[str, str] = {
     "checkov": "checkov_report",
+    "chromium": "chromium",  # tests/board_browser.py, the board's browser tests
 }
 
 

@@ -64,6 +64,8 @@ SETTING_NAMES: tuple[str, ...] = (
     "FLAP_WINDOW_MINUTES",
     "SYNC_ALERT_STATE",
     "ARM_ENDPOINT",
+    "BOARD_CLIENT_ID",
+    "BOARD_API_SCOPE",
 )
 
 
@@ -104,6 +106,14 @@ class AlertSyncSettings:
 
 
 @dataclass(frozen=True)
+class BoardSettings:
+    """What the web board signs in with (GET /api/board-config); None: cannot be derived."""
+
+    client_id: str | None
+    api_scope: str | None
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
     auth: AuthSettings
@@ -113,6 +123,7 @@ class Settings:
     flap_threshold: int
     flap_window_minutes: int
     alert_sync: AlertSyncSettings
+    board: BoardSettings
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -251,6 +262,28 @@ def _auth(env: Mapping[str, str]) -> AuthSettings:
     )
 
 
+def _board(env: Mapping[str, str], auth: AuthSettings) -> BoardSettings:
+    """Defaults come from AAD_AUDIENCES (the client id and the Application ID URI), which
+    name the same app registration the board signs in to."""
+    client_example = "11111111-2222-3333-4444-555555555555"
+    client_id = _get(env, "BOARD_CLIENT_ID")
+    if client_id is not None:
+        client_id = _guids("BOARD_CLIENT_ID", (client_id,), client_example)[0]
+    else:
+        client_id = next((a.lower() for a in auth.audiences if _GUID.match(a)), None)
+    scope = _get(env, "BOARD_API_SCOPE")
+    if scope is not None and (any(c.isspace() for c in scope) or "/" not in scope):
+        raise ConfigError(
+            "BOARD_API_SCOPE",
+            f"is not one scope URI: {scope!r}",
+            "api://contoso/user_impersonation",
+        )
+    if scope is None:
+        uri = next((a for a in auth.audiences if not _GUID.match(a)), None)
+        scope = f"{uri.rstrip('/')}/user_impersonation" if uri else None
+    return BoardSettings(client_id=client_id, api_scope=scope)
+
+
 def _correlation_mode(raw: str) -> str:
     mode = raw.lower()
     if mode not in CORRELATION_MODES:
@@ -306,6 +339,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         flap_threshold=_parsed(env, "FLAP_THRESHOLD", 4, _int_between(2, 1000), "4"),
         flap_window_minutes=_parsed(env, "FLAP_WINDOW_MINUTES", 60, _int_between(1, 525600), "60"),
         alert_sync=_alert_sync(env, auth.authority_host),
+        board=_board(env, auth),
     )
 
 

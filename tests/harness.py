@@ -163,14 +163,21 @@ class QueueRunStats:
 
 
 def _route_regex(template: str) -> re.Pattern[str]:
-    """Functions route templates: literal segments and {name}, {name?}, {name:constraint}."""
+    """Functions route templates: literal segments and {name}, {name?}, {*name} (optional, as
+    in ASP.NET routing), {name:constraint} (of the constraints only maxlength(n) is checked)."""
     parts = []
     for segment in template.strip("/").split("/"):
-        m = re.fullmatch(r"\{(\*?)(\w+)(?::[^}?]*)?(\?)?\}", segment)
+        m = re.fullmatch(r"\{(\*?)(\w+)(?::([^}?]*))?(\?)?\}", segment)
         if m:
-            catch_all, name, optional = m.groups()
-            body = ".*" if catch_all else "[^/]+"
-            parts.append(f"(?:/(?P<{name}>{body}))?" if optional else f"/(?P<{name}>{body})")
+            catch_all, name, constraint, optional = m.groups()
+            body = ".+" if catch_all else "[^/]+"
+            limit = re.fullmatch(r"maxlength\((\d+)\)", constraint or "")
+            if limit:
+                body = f"[^/]{{1,{limit.group(1)}}}" if int(limit.group(1)) else "(?!)"
+            if optional or catch_all:
+                parts.append(f"(?:/(?P<{name}>{body}))?")
+            else:
+                parts.append(f"/(?P<{name}>{body})")
         else:
             parts.append("/" + re.escape(segment))
     return re.compile("".join(parts) + "/?", re.IGNORECASE)

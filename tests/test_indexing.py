@@ -68,20 +68,43 @@ def _bindings(metadata: Any) -> dict[str, dict[str, Any]]:
 
 def test_worker_indexes_exactly_our_functions(indexed: list[Any]) -> None:
     names = sorted(m.name for m in indexed)
-    assert names == sorted(["process_alert", "receive_alert", "sync_alert_state", *WORK_ITEM_API])
+    assert names == sorted(
+        ["process_alert", "receive_alert", "sync_alert_state", *WORK_ITEM_API, *BOARD]
+    )
     assert all(m.language == "python" for m in indexed)
 
 
 # The work item API (shared/api): function name -> (route, method). Anonymous at the
-# platform level like receive_alert: shared/auth.py verifies the Entra token.
+# platform level like receive_alert: shared/auth.py verifies the Entra token. host.json's
+# routePrefix is empty (the board answers at /), so each API route names its api/.
 WORK_ITEM_API = {
-    "list_workitems": ("workitems", "GET"),
-    "get_workitem": ("workitems/{id}", "GET"),
-    "update_workitem": ("workitems/{id}", "PATCH"),
-    "search_cis": ("cis", "GET"),
-    "get_ci": ("cis/{id}", "GET"),
-    "openapi": ("openapi.json", "GET"),
+    "list_workitems": ("api/workitems", "GET"),
+    "get_workitem": ("api/workitems/{id}", "GET"),
+    "update_workitem": ("api/workitems/{id}", "PATCH"),
+    "search_cis": ("api/cis", "GET"),
+    "get_ci": ("api/cis/{id}", "GET"),
+    "openapi": ("api/openapi.json", "GET"),
 }
+
+# The web board (shared/board.py): public files, its redirect at / and its sign-in settings.
+BOARD = {
+    "board_home": ("{ignored:maxlength(0)?}", "GET"),
+    "board_assets": ("board/{*path}", "GET"),
+    "board_config": ("api/board-config", "GET"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOARD))
+def test_board_routes(indexed: list[Any], name: str) -> None:
+    metadata = next(m for m in indexed if m.name == name)
+    trigger = _bindings(metadata)["req"]
+    route, method = BOARD[name]
+    assert (trigger["type"], trigger["route"], trigger["methods"]) == (
+        "httpTrigger",
+        route,
+        [method],
+    )
+    assert trigger["authLevel"].upper() == "ANONYMOUS"
 
 
 @pytest.mark.parametrize("name", sorted(WORK_ITEM_API))
@@ -97,7 +120,7 @@ def test_work_item_api_routes(indexed: list[Any], name: str) -> None:
         [method],
     )
     assert trigger["authLevel"].upper() == "ANONYMOUS"
-    assert not trigger["route"].startswith("alerts"), "must not clash with the ingest route"
+    assert not trigger["route"].startswith("api/alerts"), "must not clash with the ingest route"
 
 
 def test_receive_alert_is_anonymous_post_on_alerts(indexed: list[Any]) -> None:
@@ -106,7 +129,7 @@ def test_receive_alert_is_anonymous_post_on_alerts(indexed: list[Any]) -> None:
     assert set(bindings) == {"req", "$return"}
     trigger = bindings["req"]
     assert trigger["type"] == "httpTrigger"
-    assert trigger["route"] == "alerts"
+    assert trigger["route"] == "api/alerts"
     assert trigger["methods"] == ["POST"]
     assert trigger["authLevel"].upper() == "ANONYMOUS"
     assert bindings["$return"]["type"] == "http"

@@ -609,7 +609,8 @@ def test_webhook_path_is_the_receive_alert_route() -> None:
         and isinstance(keyword.value.value, str)
     ]
     assert routes, "receive_alert has no @app.route(route=...) in function_app.py"
-    assert resolve(main_tree(), "webhookPath") == f"/{prefix}/{routes[0]}"
+    path = "/".join(part.strip("/") for part in ("", prefix, routes[0]) if part)
+    assert resolve(main_tree(), "webhookPath") == f"/{path}"
 
 
 def test_example_alert_rule_is_optional_and_uses_the_action_group() -> None:
@@ -1137,3 +1138,36 @@ def test_readme_documents_every_setting_the_code_reads() -> None:
 def test_readme_documents_nothing_unknown() -> None:
     extra = readme_setting_names() - CODE_SETTINGS - set(HOST_ONLY) - set(LOCAL_HOST_ONLY)
     assert not extra, f"in the README configuration table, read by nobody: {sorted(extra)}"
+
+
+# ---------------------------------------------------------------------------
+# 5. The web board: its SPA redirect URI and its sign-in settings
+# ---------------------------------------------------------------------------
+
+
+def test_board_redirect_uri_is_a_spa_redirect_of_the_application() -> None:
+    """MSAL.js's authorization code flow with PKCE needs the single-page-application platform."""
+    from shared import board
+
+    tree = _entra()
+    _, app = _application()
+    assert app["spa"]["redirectUris"] == ["boardRedirectUri"]
+    assert "boardRedirectUri" in tree["parameters"]
+    assert "web" not in app, "a web redirect would allow the implicit/secret flows instead"
+    main = main_tree()
+    passed = module_call(main, "modules/entra-app.bicep")["params"]["boardRedirectUri"]
+    uri = resolve(main, passed)
+    assert uri == f"https://${{functionAppName}}.${{appServiceDomain}}{board.BOARD_PATH}"
+    assert resolve(main, "appServiceDomain") == "azurewebsites.net"
+    assert main["outputs"]["boardUrl"]["value"] == "boardRedirectUri"
+
+
+def test_board_settings_come_from_the_application() -> None:
+    main = main_tree()
+    entra = module_symbol(main, "modules/entra-app.bicep")
+    settings = bicep_app_settings()
+    params = module_call(main, "modules/function-app.bicep")["params"]
+    assert dotted(params[settings["BOARD_CLIENT_ID"]]) == f"{entra}.outputs.clientId"
+    assert params[settings["BOARD_API_SCOPE"]] == (
+        f"${{{entra}.outputs.applicationIdUri}}/${{{entra}.outputs.workItemsScope}}"
+    )

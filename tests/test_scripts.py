@@ -87,7 +87,9 @@ def _needs(*selection: str) -> list[str]:
 
 def test_scripts_test_installs_only_what_the_selection_needs() -> None:
     # CI (.ci/run runs scripts/test without arguments) installs every tool, checkov included.
-    assert _needs() == ["checkov"]
+    assert _needs() == ["checkov", "chromium"]
+    assert _needs("tests/test_board_browser.py", "-k", "csp") == ["chromium"]
+    assert _needs("tests/test_board_server.py") == []
     assert _needs("tests/test_self_contained.py") == []
     assert _needs("tests/test_infra.py", "-k", "parses") == []  # pycep only, in .venv
     assert _needs("tests/test_infra.py", "-k", "checkov_passes") == ["checkov"]

@@ -21,6 +21,9 @@ param applicationIdUri string = ''
 @description('App id of "AzNS AAD Webhook", the first-party application Azure Monitor uses to call secure webhooks (the same in every public-cloud tenant).')
 param aznsAppId string = '461e8683-5575-4561-ac7f-899cc907d62a'
 
+@description('Where the web board signs users in: its single-page-application redirect URI (https://<function app host>/board/).')
+param boardRedirectUri string
+
 @description('Object ids of users, groups and service principals granted WorkItems.Read.')
 param workItemsReadPrincipalIds array = []
 
@@ -72,6 +75,13 @@ resource application 'Microsoft.Graph/applications@v1.0' = {
         userConsentDescription: 'Lets the app read and update work items on your behalf, as far as your own roles allow.'
         isEnabled: true
       }
+    ]
+  }
+  // The web board (GET /board/) signs users in with MSAL.js: authorization code with PKCE,
+  // which Entra allows only for redirect URIs of the single-page-application platform.
+  spa: {
+    redirectUris: [
+      boardRedirectUri
     ]
   }
   appRoles: [

@@ -73,6 +73,12 @@ param syncAlertState bool
 @description('Azure Resource Manager endpoint of this cloud, without a trailing slash (ARM_ENDPOINT).')
 param armEndpoint string
 
+@description('Client id the web board signs in with (BOARD_CLIENT_ID).')
+param boardClientId string
+
+@description('Scope the web board requests: <Application ID URI>/user_impersonation (BOARD_API_SCOPE).')
+param boardApiScope string
+
 var storageSuffix = environment().suffixes.storage
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -193,6 +199,15 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ARM_ENDPOINT'
           value: armEndpoint
+        }
+        // The web board's sign-in (GET /api/board-config).
+        {
+          name: 'BOARD_CLIENT_ID'
+          value: boardClientId
+        }
+        {
+          name: 'BOARD_API_SCOPE'
+          value: boardApiScope
         }
       ]
     }
