@@ -149,7 +149,7 @@ RECEIVED: list[dict[str, Any]] = []
 def _probe_app() -> func.FunctionApp:
     app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
-    @app.route(route="probe/{id}", methods=["GET", "POST"])
+    @app.route(route="api/probe/{id}", methods=["GET", "POST"])
     def probe_echo(req: func.HttpRequest) -> func.HttpResponse:
         seen = {
             "method": req.method,
@@ -161,7 +161,7 @@ def _probe_app() -> func.FunctionApp:
         }
         return func.HttpResponse(json.dumps(seen), mimetype="application/json")
 
-    @app.route(route="probe-text", methods=["GET"])
+    @app.route(route="api/probe-text", methods=["GET"])
     def probe_text(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse("plain", headers={"X-Probe": "1"})
 
