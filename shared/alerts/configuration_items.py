@@ -21,8 +21,26 @@ KEYS_BUDGET = 2000  # total escaped weight of all keys: bounds the queue message
 
 # Log search alerts derive CIs from these dimensions / result columns, first one present.
 LOG_CI_COLUMNS = ("_resourceid", "resourceid", "resource", "computer")
+# Metric alert dimensions that name what a time series is about (docs/queue-message.md):
+# resource dimensions count only when they hold an ARM id (a VM metric's `ResourceId` is
+# the VM's unique id, a GUID), host dimensions name a machine (metrics from logs split by
+# `Computer`, Container insights `host`, AKS `node`, scale set `VMName`, App Insights
+# `cloud/roleInstance`). First one present per condition, resources before hosts.
+METRIC_RESOURCE_DIMENSIONS = ("_resourceid", "resourceid", "resource", "microsoft.resourceid")
+METRIC_HOST_DIMENSIONS = (
+    "computer",
+    "host",
+    "hostname",
+    "node",
+    "nodename",
+    "vmname",
+    "cloud/roleinstance",
+    "roleinstance",
+)
+_METRIC_CI_DIMENSIONS = frozenset(METRIC_RESOURCE_DIMENSIONS + METRIC_HOST_DIMENSIONS)
 
-ResourceParts = tuple[str, str | None, str | None, str | None, str | None]
+# subscription, resource group, provider, type, name, display name
+ResourceParts = tuple[str, str | None, str | None, str | None, str | None, str | None]
 
 
 def parse_resource_id(resource_id: str) -> dict[str, Any] | None:
@@ -37,7 +55,7 @@ def parse_resource_id(resource_id: str) -> dict[str, Any] | None:
     parts = _parse(resource_id)
     if parts is None:
         return None
-    sub, rg, provider, resource_type, name = parts
+    sub, rg, provider, resource_type, name, _ = parts
     return {
         "subscriptionId": sub,
         "resourceGroup": rg,
@@ -70,7 +88,7 @@ def _parse(resource_id: str, lowered: str | None = None) -> ResourceParts | None
         and all(low[6:9])
     ):
         segs = resource_id.split("/")
-        return low[2], segs[4], segs[6], f"{segs[6]}/{segs[7]}", segs[8]
+        return low[2], segs[4], segs[6], f"{segs[6]}/{segs[7]}", segs[8], segs[8]
     return _parse_general(resource_id)
 
 
@@ -87,6 +105,7 @@ def _parse_general(resource_id: str) -> ResourceParts | None:
     provider: str | None = None
     resource_type: str | None = None
     name: str | None = None
+    display: str | None = None
     if i == n:
         provider = "Microsoft.Resources"
         if resource_group is None:
@@ -108,9 +127,11 @@ def _parse_general(resource_id: str) -> ResourceParts | None:
                 i += 2
             resource_type = "/".join([provider, *types]) if types else None
             name = names[-1] if names else None
+            # A child keeps its parents, as ARM spells child names: "vmss/212", "srv/db".
+            display = "/".join(names) if len(names) > 1 else name
     else:
         name = segs[-1]
-    return segs[1].lower(), resource_group, provider, resource_type, name
+    return segs[1].lower(), resource_group, provider, resource_type, name, display or name
 
 
 def _candidates(values: object) -> list[object]:
@@ -133,6 +154,37 @@ def log_dimension_value(dimensions: object) -> object:
     for column in LOG_CI_COLUMNS:
         value = found.get(column)
         if (isinstance(value, str) and value.strip()) or isinstance(value, int | float):
+            return value
+    return None
+
+
+def metric_dimension_value(dimensions: object) -> object:
+    """The CI one metric condition's dimensions name: an ARM id under `_ResourceId`,
+    `ResourceId`, `Resource` or `Microsoft.ResourceId`, else the value of the first host
+    dimension present (METRIC_HOST_DIMENSIONS order); None when none does."""
+    if isinstance(dimensions, list):
+        pairs = [
+            (ci_get(d, "name"), ci_get(d, "value")) for d in dimensions[:50] if isinstance(d, dict)
+        ]
+    elif isinstance(dimensions, dict):  # {name: value}, as some senders write them
+        pairs = list(dimensions.items())[:50]
+    else:
+        return None
+    found: dict[str, object] = {}
+    for name, value in pairs:
+        if isinstance(name, str):
+            lname = name.strip().lower()
+            if lname in _METRIC_CI_DIMENSIONS and lname not in found:
+                found[lname] = value
+    if not found:
+        return None  # the usual case: no dimension names a resource or host
+    for column in METRIC_RESOURCE_DIMENSIONS:
+        value = found.get(column)
+        if isinstance(value, str) and value.strip()[:15].lower() == "/subscriptions/":
+            return value
+    for column in METRIC_HOST_DIMENSIONS:
+        value = found.get(column)
+        if isinstance(value, str) and value.strip():
             return value
     return None
 
@@ -163,11 +215,17 @@ def search_result_values(search_results: object, max_rows: int = 50) -> list[obj
 
 def collect(
     configuration_items: object, alert_target_ids: object, context_values: Sequence[object]
-) -> tuple[list[dict[str, Any]], int]:
-    """The deduplicated CIs in source order, and how many were left out for size.
+) -> tuple[list[dict[str, Any]], int, str | None]:
+    """The deduplicated CIs in source order, how many were left out for size, and the key
+    of the primary target (None when there is no CI).
 
     Sources: `configurationItems`, `alertTargetIDs`, then what the context names (log
-    alert dimensions, V1 search result columns, V1 `AffectedConfigurationItems`).
+    alert dimensions, V1 search result columns, V1 `AffectedConfigurationItems`, metric
+    alert resource and host dimensions).
+
+    The primary target is what the alert is about: the first CI the context names (the
+    dimension the rule splits by: the computer, not the workspace it reports to), else the
+    first of `alertTargetIDs` (the rule's target), else the first CI.
 
     A plain name equal to the name of an Azure resource CI of the same alert is folded into
     that CI: Azure fills `configurationItems` with the short name of the target, and binding
@@ -175,11 +233,17 @@ def collect(
     """
     items: list[dict[str, Any]] = []
     keys: set[str] = set()
-    resource_names: set[str] = set()
+    resource_names: dict[str, str] = {}  # lowercased name -> key of its resource CI
     names = used = omitted = 0
-    values = _candidates(configuration_items) + _candidates(alert_target_ids)
+    given = _candidates(configuration_items)
+    targets = _candidates(alert_target_ids)
+    first_target = len(given)
+    first_context = first_target + len(targets)
+    values = given + targets
     values += context_values[: MAX_ITEMS * 4]
-    for value in values:
+    target_key: str | None = None
+    context_key: str | None = None
+    for index, value in enumerate(values):
         if isinstance(value, str):
             s = value.strip()
             if not s:
@@ -196,44 +260,53 @@ def collect(
         arm = key[:15] == "/subscriptions/" and len(key) > 15
         if arm and ("//" in key or key[-1] == "/"):
             key = "/" + "/".join(p for p in key.split("/") if p)
-        if key in keys:
-            continue
-        weight = len(key) if plain(key) else escaped_weight(key)
-        if weight > MAX_KEY_WEIGHT or len(items) >= MAX_ITEMS or used + weight > KEYS_BUDGET:
-            omitted += 1
-            continue
-        keys.add(key)
-        used += weight
-        parts = _parse(s, lowered) if arm else None
-        if parts is None:
-            names += 1
-            items.append(
-                {
-                    "key": key,
-                    "display": s,
-                    "kind": NAME,
-                    "subscriptionId": None,
-                    "resourceGroup": None,
-                    "provider": None,
-                    "resourceType": None,
-                    "name": s,
-                }
-            )
-            continue
-        if parts[4]:
-            resource_names.add(parts[4].lower())
-        items.append(
-            {
-                "key": key,
-                "display": s,
-                "kind": AZURE_RESOURCE,
-                "subscriptionId": parts[0],
-                "resourceGroup": parts[1],
-                "provider": parts[2],
-                "resourceType": parts[3],
-                "name": parts[4],
-            }
-        )
+        if key not in keys:
+            weight = len(key) if plain(key) else escaped_weight(key)
+            if weight > MAX_KEY_WEIGHT or len(items) >= MAX_ITEMS or used + weight > KEYS_BUDGET:
+                omitted += 1
+                continue
+            keys.add(key)
+            used += weight
+            parts = _parse(s, lowered) if arm else None
+            if parts is None:
+                names += 1
+                items.append(
+                    {
+                        "key": key,
+                        "display": s,
+                        "displayName": s,
+                        "kind": NAME,
+                        "subscriptionId": None,
+                        "resourceGroup": None,
+                        "provider": None,
+                        "resourceType": None,
+                        "name": s,
+                    }
+                )
+            else:
+                if parts[4]:
+                    resource_names.setdefault(parts[4].lower(), key)
+                items.append(
+                    {
+                        "key": key,
+                        "display": s,
+                        "displayName": parts[5] or s,
+                        "kind": AZURE_RESOURCE,
+                        "subscriptionId": parts[0],
+                        "resourceGroup": parts[1],
+                        "provider": parts[2],
+                        "resourceType": parts[3],
+                        "name": parts[4],
+                    }
+                )
+        if index >= first_context:
+            if context_key is None:
+                context_key = key
+        elif index >= first_target and target_key is None:
+            target_key = key
+    primary = context_key or target_key or (items[0]["key"] if items else None)
     if names and resource_names:
         items = [i for i in items if i["kind"] != NAME or i["key"] not in resource_names]
-    return items, omitted
+        if primary is not None:
+            primary = resource_names.get(primary, primary)  # folded into its resource
+    return items, omitted, primary
