@@ -25,7 +25,8 @@ LOG_CI_COLUMNS = ("_resourceid", "resourceid", "resource", "computer")
 # resource dimensions count only when they hold an ARM id (a VM metric's `ResourceId` is
 # the VM's unique id, a GUID), host dimensions name a machine (metrics from logs split by
 # `Computer`, Container insights `host`, AKS `node`, scale set `VMName`, App Insights
-# `cloud/roleInstance`). First one present per condition, resources before hosts.
+# `cloud/roleInstance`). One per condition: an ARM-id resource dimension, else the host
+# dimension first in this order.
 METRIC_RESOURCE_DIMENSIONS = ("_resourceid", "resourceid", "resource", "microsoft.resourceid")
 METRIC_HOST_DIMENSIONS = (
     "computer",
@@ -37,7 +38,11 @@ METRIC_HOST_DIMENSIONS = (
     "cloud/roleinstance",
     "roleinstance",
 )
-_METRIC_CI_DIMENSIONS = frozenset(METRIC_RESOURCE_DIMENSIONS + METRIC_HOST_DIMENSIONS)
+# lowercased name -> rank: -1 for resource dimensions, else the host dimension's priority
+_METRIC_CI_RANKS = {
+    **{name: i for i, name in enumerate(METRIC_HOST_DIMENSIONS)},
+    **dict.fromkeys(METRIC_RESOURCE_DIMENSIONS, -1),
+}
 
 # subscription, resource group, provider, type, name, display name
 ResourceParts = tuple[str, str | None, str | None, str | None, str | None, str | None]
@@ -159,34 +164,37 @@ def log_dimension_value(dimensions: object) -> object:
 
 
 def metric_dimension_value(dimensions: object) -> object:
-    """The CI one metric condition's dimensions name: an ARM id under `_ResourceId`,
-    `ResourceId`, `Resource` or `Microsoft.ResourceId`, else the value of the first host
-    dimension present (METRIC_HOST_DIMENSIONS order); None when none does."""
+    """The CI one metric condition's dimensions name: the first resource dimension
+    (`_ResourceId`, `ResourceId`, `Resource`, `Microsoft.ResourceId`) holding an ARM id,
+    else the first host dimension by METRIC_HOST_DIMENSIONS order; None when none does."""
     if isinstance(dimensions, list):
-        pairs = [
-            (ci_get(d, "name"), ci_get(d, "value")) for d in dimensions[:50] if isinstance(d, dict)
-        ]
+        pairs: list[Any] = dimensions[:50]
     elif isinstance(dimensions, dict):  # {name: value}, as some senders write them
-        pairs = list(dimensions.items())[:50]
+        pairs = [{"name": k, "value": v} for k, v in list(dimensions.items())[:50]]
     else:
         return None
-    found: dict[str, object] = {}
-    for name, value in pairs:
-        if isinstance(name, str):
-            lname = name.strip().lower()
-            if lname in _METRIC_CI_DIMENSIONS and lname not in found:
-                found[lname] = value
-    if not found:
-        return None  # the usual case: no dimension names a resource or host
-    for column in METRIC_RESOURCE_DIMENSIONS:
-        value = found.get(column)
-        if isinstance(value, str) and value.strip()[:15].lower() == "/subscriptions/":
-            return value
-    for column in METRIC_HOST_DIMENSIONS:
-        value = found.get(column)
-        if isinstance(value, str) and value.strip():
-            return value
-    return None
+    host_rank = len(METRIC_HOST_DIMENSIONS)
+    host: str | None = None
+    for dim in pairs:
+        if not isinstance(dim, dict):
+            continue
+        name = dim.get("name")
+        if name is None:
+            name = ci_get(dim, "name")
+        rank = _METRIC_CI_RANKS.get(name.lower()) if isinstance(name, str) else None
+        if rank is None or rank >= host_rank:
+            continue  # the usual case: a dimension that names neither
+        value = dim.get("value")
+        if value is None:
+            value = ci_get(dim, "value")
+        if not isinstance(value, str):
+            continue
+        if rank < 0:
+            if value.lstrip()[:15].lower() == "/subscriptions/":
+                return value
+        elif value.strip():
+            host_rank, host = rank, value
+    return host
 
 
 def search_result_values(search_results: object, max_rows: int = 50) -> list[object]:
