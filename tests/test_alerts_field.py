@@ -297,6 +297,10 @@ def test_metric_alert_split_by_computer_binds_the_computer() -> None:
         ([{"name": "VMName", "value": "vmss-web_3"}], "vmss-web_3"),
         ([{"name": "cloud/roleInstance", "value": "RD0003FF"}], "rd0003ff"),
         ([{"NAME": "COMPUTER", "VALUE": "web-09"}], "web-09"),
+        # host dimensions by documented priority, not by position
+        ([{"name": "VMName", "value": "vm_1"}, {"name": "Computer", "value": "c-1"}], "c-1"),
+        # a resource dimension without an ARM id gives way to the host
+        ([{"name": "ResourceId", "value": "3efad9dc"}, {"name": "Node", "value": "n1"}], "n1"),
     ],
 )
 def test_metric_dimensions_naming_a_resource_or_host(dimensions: object, expected: str) -> None:
