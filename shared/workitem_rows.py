@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import table_keys
-from shared.alert_events import SERVICE_HEALTH, Event, GroupKey, iso
+from shared.alert_events import SERVICE_HEALTH, Ci, Event, GroupKey, iso
 from shared.entity_props import SHORT_LIMIT, TEXT_LIMIT, json_text, truncated
 from shared.workitems import CiSeen, Derived, HistoryView, ItemView
 
@@ -226,18 +226,32 @@ def _str(value: object, limit: int = SHORT_LIMIT) -> str | None:
 
 
 def title(alert: Mapping[str, Any], event: Event) -> str:
-    """One line naming the rule and its target, e.g. "High CPU on vm-web-01 (+2 more)"."""
+    """One line naming the rule and its primary target, e.g. "High CPU on vm-web-01 (+2 more)";
+    a child resource keeps its parent ("vmss-web/212")."""
     summary = alert.get("summary")
     headline = _str(summary.get("title")) if isinstance(summary, dict) else None
     if event.group.kind == SERVICE_HEALTH and headline:
         return headline
     rule = _str(alert.get("alertRule")) or headline or _str(alert.get("monitoringService"))
     rule = rule or "Azure Monitor alert"
-    targets = [str(c.data.get("name") or c.display) for c in event.cis]
-    if not targets:
+    if not event.cis:
         return truncated(rule, SHORT_LIMIT) or rule
-    more = f" (+{len(targets) - 1} more)" if len(targets) > 1 else ""
-    return truncated(f"{rule} on {targets[0]}{more}", SHORT_LIMIT) or rule
+    target = primary_target(alert, event)
+    name = str(target.data.get("displayName") or target.data.get("name") or target.display)
+    more = f" (+{len(event.cis) - 1} more)" if len(event.cis) > 1 else ""
+    return truncated(f"{rule} on {name}{more}", SHORT_LIMIT) or rule
+
+
+def primary_target(alert: Mapping[str, Any], event: Event) -> Ci:
+    """The CI the alert is about: the normalizer's `primaryTarget` (docs/queue-message.md);
+    the first CI by key for messages older than schema 1.1, which do not name one."""
+    key = alert.get("primaryTarget")
+    if isinstance(key, str):
+        key = key.strip()
+        for ci in event.cis:
+            if ci.key == key:
+                return ci
+    return event.cis[0]
 
 
 def event_facts(

@@ -126,7 +126,7 @@ VM = (
 
 
 def test_arm_ids_in_different_casing_deduplicate_first_spelling_wins() -> None:
-    items, omitted = collect(
+    items, omitted, _ = collect(
         [VM.lower() + "/"],
         [VM, VM.upper(), " " + VM + " "],
         [VM.replace("/providers", "//providers")],
@@ -233,7 +233,7 @@ def test_arm_id_shapes(
     ],
 )
 def test_other_values_are_plain_names(value: str) -> None:
-    items, _ = collect([value], None, [])
+    items, _, _ = collect([value], None, [])
     assert len(items) == 1
     item = items[0]
     assert (item["kind"], item["key"], item["display"], item["name"]) == (
@@ -247,7 +247,7 @@ def test_other_values_are_plain_names(value: str) -> None:
 
 
 def test_names_dedupe_case_insensitively_and_skip_junk() -> None:
-    items, omitted = collect(
+    items, omitted, _ = collect(
         ["WEB01", "web01", " web01 ", "", "  ", None, {"a": 1}, ["x"], True], "web01", [42, "42"]
     )
     assert [i["key"] for i in items] == ["web01", "42"]
@@ -255,13 +255,13 @@ def test_names_dedupe_case_insensitively_and_skip_junk() -> None:
 
 
 def test_the_target_short_name_folds_into_the_target_resource() -> None:
-    items, _ = collect(["test-vm", "other-computer"], [VM], [])
+    items, _, _ = collect(["test-vm", "other-computer"], [VM], [])
     assert [i["kind"] for i in items] == ["name", "azureResource"]
     assert items[0]["key"] == "other-computer"
 
 
 def test_source_order_is_kept() -> None:
-    items, _ = collect(
+    items, _, _ = collect(
         ["ci"], ["/subscriptions/s/resourceGroups/rg"], ["dimension-computer", "affected"]
     )
     assert [i["display"] for i in items] == [
@@ -273,16 +273,16 @@ def test_source_order_is_kept() -> None:
 
 
 def test_too_many_or_too_long_items_are_counted_not_kept() -> None:
-    items, omitted = collect([f"computer-{i:03d}" for i in range(60)], None, [])
+    items, omitted, _ = collect([f"computer-{i:03d}" for i in range(60)], None, [])
     assert len(items) == 20
     assert omitted == 40
-    items, omitted = collect(["x" * 1025, "y" * 1000, "z" * 1000, "v" * 1000, "w"], None, [])
+    items, omitted, _ = collect(["x" * 1025, "y" * 1000, "z" * 1000, "v" * 1000, "w"], None, [])
     assert [len(i["key"]) for i in items] == [1000, 1000]  # then the keys budget is spent
     assert omitted == 3
 
 
 def test_a_single_string_where_a_list_was_documented() -> None:
-    items, _ = collect("web01", VM, [])
+    items, _, _ = collect("web01", VM, [])
     assert [i["kind"] for i in items] == ["name", "azureResource"]
 
 

@@ -21,8 +21,31 @@ KEYS_BUDGET = 2000  # total escaped weight of all keys: bounds the queue message
 
 # Log search alerts derive CIs from these dimensions / result columns, first one present.
 LOG_CI_COLUMNS = ("_resourceid", "resourceid", "resource", "computer")
+# Metric alert dimensions that name what a time series is about (docs/queue-message.md):
+# resource dimensions count only when they hold an ARM id (a VM metric's `ResourceId` is
+# the VM's unique id, a GUID), host dimensions name a machine (metrics from logs split by
+# `Computer`, Container insights `host`, AKS `node`, scale set `VMName`, App Insights
+# `cloud/roleInstance`). One per condition: an ARM-id resource dimension, else the host
+# dimension first in this order.
+METRIC_RESOURCE_DIMENSIONS = ("_resourceid", "resourceid", "resource", "microsoft.resourceid")
+METRIC_HOST_DIMENSIONS = (
+    "computer",
+    "host",
+    "hostname",
+    "node",
+    "nodename",
+    "vmname",
+    "cloud/roleinstance",
+    "roleinstance",
+)
+# lowercased name -> rank: -1 for resource dimensions, else the host dimension's priority
+_METRIC_CI_RANKS = {
+    **{name: i for i, name in enumerate(METRIC_HOST_DIMENSIONS)},
+    **dict.fromkeys(METRIC_RESOURCE_DIMENSIONS, -1),
+}
 
-ResourceParts = tuple[str, str | None, str | None, str | None, str | None]
+# subscription, resource group, provider, type, name, display name
+ResourceParts = tuple[str, str | None, str | None, str | None, str | None, str | None]
 
 
 def parse_resource_id(resource_id: str) -> dict[str, Any] | None:
@@ -37,7 +60,7 @@ def parse_resource_id(resource_id: str) -> dict[str, Any] | None:
     parts = _parse(resource_id)
     if parts is None:
         return None
-    sub, rg, provider, resource_type, name = parts
+    sub, rg, provider, resource_type, name, _ = parts
     return {
         "subscriptionId": sub,
         "resourceGroup": rg,
@@ -70,7 +93,7 @@ def _parse(resource_id: str, lowered: str | None = None) -> ResourceParts | None
         and all(low[6:9])
     ):
         segs = resource_id.split("/")
-        return low[2], segs[4], segs[6], f"{segs[6]}/{segs[7]}", segs[8]
+        return low[2], segs[4], segs[6], f"{segs[6]}/{segs[7]}", segs[8], segs[8]
     return _parse_general(resource_id)
 
 
@@ -87,6 +110,7 @@ def _parse_general(resource_id: str) -> ResourceParts | None:
     provider: str | None = None
     resource_type: str | None = None
     name: str | None = None
+    display: str | None = None
     if i == n:
         provider = "Microsoft.Resources"
         if resource_group is None:
@@ -108,9 +132,11 @@ def _parse_general(resource_id: str) -> ResourceParts | None:
                 i += 2
             resource_type = "/".join([provider, *types]) if types else None
             name = names[-1] if names else None
+            # A child keeps its parents, as ARM spells child names: "vmss/212", "srv/db".
+            display = "/".join(names) if len(names) > 1 else name
     else:
         name = segs[-1]
-    return segs[1].lower(), resource_group, provider, resource_type, name
+    return segs[1].lower(), resource_group, provider, resource_type, name, display or name
 
 
 def _candidates(values: object) -> list[object]:
@@ -135,6 +161,40 @@ def log_dimension_value(dimensions: object) -> object:
         if (isinstance(value, str) and value.strip()) or isinstance(value, int | float):
             return value
     return None
+
+
+def metric_dimension_value(dimensions: object) -> object:
+    """The CI one metric condition's dimensions name: the first resource dimension
+    (`_ResourceId`, `ResourceId`, `Resource`, `Microsoft.ResourceId`) holding an ARM id,
+    else the first host dimension by METRIC_HOST_DIMENSIONS order; None when none does."""
+    if isinstance(dimensions, list):
+        pairs: list[Any] = dimensions[:50]
+    elif isinstance(dimensions, dict):  # {name: value}, as some senders write them
+        pairs = [{"name": k, "value": v} for k, v in list(dimensions.items())[:50]]
+    else:
+        return None
+    host_rank = len(METRIC_HOST_DIMENSIONS)
+    host: str | None = None
+    for dim in pairs:
+        if not isinstance(dim, dict):
+            continue
+        name = dim.get("name")
+        if name is None:
+            name = ci_get(dim, "name")
+        rank = _METRIC_CI_RANKS.get(name.lower()) if isinstance(name, str) else None
+        if rank is None or rank >= host_rank:
+            continue  # the usual case: a dimension that names neither
+        value = dim.get("value")
+        if value is None:
+            value = ci_get(dim, "value")
+        if not isinstance(value, str):
+            continue
+        if rank < 0:
+            if value.lstrip()[:15].lower() == "/subscriptions/":
+                return value
+        elif value.strip():
+            host_rank, host = rank, value
+    return host
 
 
 def search_result_values(search_results: object, max_rows: int = 50) -> list[object]:
@@ -163,11 +223,17 @@ def search_result_values(search_results: object, max_rows: int = 50) -> list[obj
 
 def collect(
     configuration_items: object, alert_target_ids: object, context_values: Sequence[object]
-) -> tuple[list[dict[str, Any]], int]:
-    """The deduplicated CIs in source order, and how many were left out for size.
+) -> tuple[list[dict[str, Any]], int, str | None]:
+    """The deduplicated CIs in source order, how many were left out for size, and the key
+    of the primary target (None when there is no CI).
 
     Sources: `configurationItems`, `alertTargetIDs`, then what the context names (log
-    alert dimensions, V1 search result columns, V1 `AffectedConfigurationItems`).
+    alert dimensions, V1 search result columns, V1 `AffectedConfigurationItems`, metric
+    alert resource and host dimensions).
+
+    The primary target is what the alert is about: the first CI the context names (the
+    dimension the rule splits by: the computer, not the workspace it reports to), else the
+    first of `alertTargetIDs` (the rule's target), else the first CI.
 
     A plain name equal to the name of an Azure resource CI of the same alert is folded into
     that CI: Azure fills `configurationItems` with the short name of the target, and binding
@@ -175,11 +241,17 @@ def collect(
     """
     items: list[dict[str, Any]] = []
     keys: set[str] = set()
-    resource_names: set[str] = set()
+    resource_names: dict[str, str] = {}  # lowercased name -> key of its resource CI
     names = used = omitted = 0
-    values = _candidates(configuration_items) + _candidates(alert_target_ids)
+    given = _candidates(configuration_items)
+    targets = _candidates(alert_target_ids)
+    first_target = len(given)
+    first_context = first_target + len(targets)
+    values = given + targets
     values += context_values[: MAX_ITEMS * 4]
-    for value in values:
+    target_key: str | None = None
+    context_key: str | None = None
+    for index, value in enumerate(values):
         if isinstance(value, str):
             s = value.strip()
             if not s:
@@ -196,44 +268,53 @@ def collect(
         arm = key[:15] == "/subscriptions/" and len(key) > 15
         if arm and ("//" in key or key[-1] == "/"):
             key = "/" + "/".join(p for p in key.split("/") if p)
-        if key in keys:
-            continue
-        weight = len(key) if plain(key) else escaped_weight(key)
-        if weight > MAX_KEY_WEIGHT or len(items) >= MAX_ITEMS or used + weight > KEYS_BUDGET:
-            omitted += 1
-            continue
-        keys.add(key)
-        used += weight
-        parts = _parse(s, lowered) if arm else None
-        if parts is None:
-            names += 1
-            items.append(
-                {
-                    "key": key,
-                    "display": s,
-                    "kind": NAME,
-                    "subscriptionId": None,
-                    "resourceGroup": None,
-                    "provider": None,
-                    "resourceType": None,
-                    "name": s,
-                }
-            )
-            continue
-        if parts[4]:
-            resource_names.add(parts[4].lower())
-        items.append(
-            {
-                "key": key,
-                "display": s,
-                "kind": AZURE_RESOURCE,
-                "subscriptionId": parts[0],
-                "resourceGroup": parts[1],
-                "provider": parts[2],
-                "resourceType": parts[3],
-                "name": parts[4],
-            }
-        )
+        if key not in keys:
+            weight = len(key) if plain(key) else escaped_weight(key)
+            if weight > MAX_KEY_WEIGHT or len(items) >= MAX_ITEMS or used + weight > KEYS_BUDGET:
+                omitted += 1
+                continue
+            keys.add(key)
+            used += weight
+            parts = _parse(s, lowered) if arm else None
+            if parts is None:
+                names += 1
+                items.append(
+                    {
+                        "key": key,
+                        "display": s,
+                        "displayName": s,
+                        "kind": NAME,
+                        "subscriptionId": None,
+                        "resourceGroup": None,
+                        "provider": None,
+                        "resourceType": None,
+                        "name": s,
+                    }
+                )
+            else:
+                if parts[4]:
+                    resource_names.setdefault(parts[4].lower(), key)
+                items.append(
+                    {
+                        "key": key,
+                        "display": s,
+                        "displayName": parts[5] or s,
+                        "kind": AZURE_RESOURCE,
+                        "subscriptionId": parts[0],
+                        "resourceGroup": parts[1],
+                        "provider": parts[2],
+                        "resourceType": parts[3],
+                        "name": parts[4],
+                    }
+                )
+        if index >= first_context:
+            if context_key is None:
+                context_key = key
+        elif index >= first_target and target_key is None:
+            target_key = key
+    primary = context_key or target_key or (items[0]["key"] if items else None)
     if names and resource_names:
         items = [i for i in items if i["kind"] != NAME or i["key"] not in resource_names]
-    return items, omitted
+        if primary is not None:
+            primary = resource_names.get(primary, primary)  # folded into its resource
+    return items, omitted, primary

@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from shared.alerts import configuration_items, links
-from shared.alerts.enums import RESOLVED, monitor_condition, severity, signal_type
+from shared.alerts.enums import FIRED, RESOLVED, monitor_condition, severity, signal_type
 from shared.alerts.errors import INVALID_FIELD, MISSING_FIELD, SchemaError
 from shared.alerts.payload import COMMON_SCHEMA_ID, check_common_schema
-from shared.alerts.summaries import headline, summarize
+from shared.alerts.summaries import headline, never_resolves, summarize
 from shared.alerts.timestamps import format_timestamp, timestamp
 from shared.alerts.values import Budget, Keys, escaped_weight, plain, text
 from shared.alerts.version import SCHEMA_VERSION
@@ -82,6 +82,20 @@ def _alert_id(value: object) -> str:
     return value
 
 
+def _default_condition(value: object, service: str | None, summary_type: str) -> str:
+    """Fired for a stateless service that sent no condition (budgets send null); else the
+    SchemaError for a missing or unusable `monitorCondition`."""
+    field = "data.essentials.monitorCondition"
+    absent = value is None or (isinstance(value, str) and not value.strip())
+    if absent and never_resolves(service, summary_type):
+        return FIRED
+    if value is None:
+        raise SchemaError(MISSING_FIELD, "The alert has no essentials.monitorCondition.", field)
+    raise SchemaError(
+        INVALID_FIELD, 'essentials.monitorCondition must be "Fired" or "Resolved".', field
+    )
+
+
 def _subscription_id(
     alert_rule_id: str | None, cis: list[dict[str, Any]], alert_id: str
 ) -> str | None:
@@ -106,8 +120,9 @@ def normalize(
     """The normalized alert for a parsed payload; SchemaError when it cannot be one.
 
     Rejected: not the common schema, no `data`/`essentials` object, no usable `alertId`,
-    `monitorCondition` other than Fired/Resolved (any casing). Everything else is
-    tolerated: missing or null fields, wrong types, key casing, unknown services.
+    `monitorCondition` other than Fired/Resolved (any casing; a stateless service's
+    missing or null one is Fired). Everything else is tolerated: missing or null fields,
+    wrong types, key casing, unknown services.
     """
     if not isinstance(payload, dict):
         raise SchemaError(INVALID_FIELD, "The alert must be a JSON object.", None)
@@ -118,19 +133,14 @@ def normalize(
     e = _object(data.get("essentials"), ESSENTIALS, "data.essentials")
     alert_id = _alert_id(e.get("alertId"))
     condition = monitor_condition(e.get("monitorCondition"))
-    if condition is None:
-        field = "data.essentials.monitorCondition"
-        if e.get("monitorCondition") is None:
-            raise SchemaError(MISSING_FIELD, "The alert has no essentials.monitorCondition.", field)
-        raise SchemaError(
-            INVALID_FIELD, 'essentials.monitorCondition must be "Fired" or "Resolved".', field
-        )
 
     service = text(e.get("monitoringService"), 128)
     alert_rule = text(e.get("alertRule"), 512)
     alert_rule_id = text(e.get("alertRuleId"), 1024)
     extract = summarize(service, data.get("alertContext"))
-    cis, omitted = configuration_items.collect(
+    if condition is None:
+        condition = _default_condition(e.get("monitorCondition"), service, extract.type)
+    cis, omitted, primary = configuration_items.collect(
         e.get("configurationItems"), e.get("alertTargetIDs"), extract.ci_values
     )
 
@@ -172,6 +182,7 @@ def normalize(
         "targetResourceGroup": target_group,
         "configurationItems": cis,
         "configurationItemsOmitted": omitted,
+        "primaryTarget": primary,
         "summary": {
             "type": extract.type,
             "title": headline(extract.title, alert_rule, service),

@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.alerts.errors import UNSUPPORTED_VERSION, SchemaError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SUPPORTED_MAJOR = 1
 
 

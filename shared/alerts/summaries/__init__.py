@@ -13,7 +13,7 @@ from shared.alerts.summaries import activity_log, logs, metric, other
 from shared.alerts.summaries.common import TITLE_CAP, Extract
 from shared.alerts.values import lower_keys, plain, text
 
-__all__ = ["SUMMARY_TYPES", "Extract", "headline", "summarize"]
+__all__ = ["STATELESS_TYPES", "SUMMARY_TYPES", "Extract", "headline", "never_resolves", "summarize"]
 
 Builder = Callable[[dict[str, Any]], Extract]
 
@@ -87,6 +87,29 @@ SUMMARY_TYPES = (
     "generic",
 )
 
+# Types whose services never send a Resolved: each delivery is one event, always Fired.
+STATELESS_TYPES = frozenset(
+    (
+        "activityLog",
+        "autoscale",
+        "security",
+        "recommendation",
+        "policy",
+        "serviceHealth",
+        "resourceHealth",
+        "smartDetector",
+        "budget",
+    )
+)
+_STATELESS_BUILDERS = frozenset(
+    (
+        *_BY_EVENT_SOURCE.values(),
+        activity_log.build_recommendation,
+        other.build_smart_detector,
+        other.build_budget,
+    )
+)
+
 
 def _squash(value: str) -> str:
     return "".join(ch for ch in value.lower() if ch.isalnum())
@@ -135,6 +158,17 @@ def summarize(service: str | None, context: object) -> Extract:
     if builder is None:
         builder = _by_shape(context) or other.build_generic
     return builder(context)
+
+
+def never_resolves(service: str | None, summary_type: str) -> bool:
+    """True for alerts of a stateless service (budgets, activity log, Service Health,
+    Resource Health, smart detection): by the summary built, else by the service alone (a
+    budget whose alertContext is missing is still a budget)."""
+    if summary_type in STATELESS_TYPES:
+        return True
+    if service is None:
+        return False
+    return _by_service(service) in _STATELESS_BUILDERS
 
 
 def headline(title: str | None, alert_rule: str | None, service: str | None) -> str:

@@ -314,7 +314,7 @@ def build_resource_health(raw: dict[str, Any]) -> Extract:
             "cause": text(p.get("cause"), 64),
         }
     )
-    headline = one_line(title_text, 160) or "Resource health"
+    headline = one_line(_resource_health_headline(title_text, fields), 160) or "Resource health"
     title = f"{headline}: {previous or '?'} to {current or '?'}"
     lifecycle = {
         "kind": "resourceHealth",
@@ -322,3 +322,17 @@ def build_resource_health(raw: dict[str, Any]) -> Extract:
         "previousHealthStatus": previous,
     }
     return Extract("resourceHealth", title, fields, lifecycle, event_time=event_time)
+
+
+# Titles Resource Health sends when it has none to give.
+_NO_TITLE = frozenset(("", "unknown", "none", "null", "n/a"))
+
+
+def _resource_health_headline(title: str | None, fields: dict[str, Any]) -> str | None:
+    """The event's title, else its type ("Downtime"), else its cause ("PlatformInitiated")."""
+    if title is not None and title.strip().lower() not in _NO_TITLE:
+        return title
+    for fallback in (fields["type"], fields["cause"]):
+        if fallback is not None and fallback.strip().lower() not in _NO_TITLE:
+            return str(fallback)
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.alerts.configuration_items import metric_dimension_value
 from shared.alerts.enums import operator_symbol
 from shared.alerts.summaries.common import (
     MAX_CONDITIONS,
@@ -41,10 +42,16 @@ def build(raw: dict[str, Any]) -> Extract:
     conditions: list[dict[str, Any]] = []
     titles: list[str] = []
     dims = Dimensions()
+    ci_values: list[object] = []
     for item in all_of[:MAX_CONDITIONS]:
         c = CRITERION.of(item)
         if c is None:
             continue
+        dimensions = c.get("dimensions")
+        if dimensions:
+            ci = metric_dimension_value(dimensions)
+            if ci is not None:
+                ci_values.append(ci)
         criterion = {
             "metricName": text(c.get("metricName"), 128),
             "metricNamespace": text(c.get("metricNamespace"), 128),
@@ -52,7 +59,7 @@ def build(raw: dict[str, Any]) -> Extract:
             "threshold": number(c.get("threshold")),
             "timeAggregation": text(c.get("timeAggregation"), 32),
             "metricValue": number(c.get("metricValue")),
-            "dimensions": dims.read(c.get("dimensions")),
+            "dimensions": dims.read(dimensions),
             "webTestName": text(c.get("webTestName"), 128),
             "alertSensitivity": text(c.get("alertSensitivity"), 32),
             "failingPeriods": failing_periods(c.get("failingPeriods")),
@@ -69,7 +76,7 @@ def build(raw: dict[str, Any]) -> Extract:
     }
     if len(all_of) > MAX_CONDITIONS:
         fields["conditionsOmitted"] = len(all_of) - MAX_CONDITIONS
-    return Extract("metric", "; ".join(titles) or None, fields)
+    return Extract("metric", "; ".join(titles) or None, fields, ci_values=ci_values)
 
 
 def _title(c: dict[str, Any]) -> str:
