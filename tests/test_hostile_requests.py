@@ -727,6 +727,13 @@ def _is_condition(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in ("fired", "resolved")
 
 
+def _is_no_condition(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+STATEFUL_SERVICES = st.sampled_from(["Platform", "Log Alerts V2", "Prometheus", "Log Analytics"])
+
+
 DEFECTS = [
     "no schemaId",
     "other schemaId",
@@ -785,10 +792,18 @@ def broken_samples(draw: st.DrawFn) -> bytes:
         _drop(essentials, "alertId")
         essentials["alertId"] = "/subscriptions/" + "x" * draw(st.integers(1025, 50_000))
     elif defect == "no monitorCondition":
+        # Only services that resolve need one: a stateless service's missing or null
+        # condition is Fired (docs/queue-message.md, condition defaults).
         _drop(essentials, "monitorCondition")
+        _drop(essentials, "monitoringService")
+        essentials["monitoringService"] = draw(STATEFUL_SERVICES)
+        if draw(st.booleans()):
+            essentials["monitorCondition"] = draw(st.sampled_from([None, "", " "]))
     else:
         _drop(essentials, "monitorCondition")
-        essentials["monitorCondition"] = draw(JSON_VALUES.filter(lambda v: not _is_condition(v)))
+        essentials["monitorCondition"] = draw(
+            JSON_VALUES.filter(lambda v: not _is_condition(v) and not _is_no_condition(v))
+        )
     return json.dumps(payload, ensure_ascii=draw(st.booleans())).encode()
 
 
