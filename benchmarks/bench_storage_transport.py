@@ -3,8 +3,8 @@ shared/storage_transport.py) against the SDKs' defaults, measured in the same ru
 
     .venv/bin/python benchmarks/bench_storage_transport.py [--rounds 5] [--requests 400]
 
-Method (after the SDK floor study of issue 20, copied here): one Azurite on loopback, one process; for
-each round, each operation, each variant (order rotated every round): warm-up requests,
+Method (after the SDK floor study of issue 20, copied here): one Azurite on loopback, one
+process; for each round, each operation, each variant (order rotated every round): warm-up requests,
 then `--requests` measured ones, timed with time.process_time() (this process's CPU: the
 client's whole stack, not Azurite's). The ratio that counts is app/sdk within one round;
 the median over the rounds is reported. Operations, as the app makes them:
