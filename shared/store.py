@@ -17,6 +17,7 @@ everything it implies is durable; a crash in between is repaired by the retry.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import threading
@@ -42,26 +43,32 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from shared import storage, table_batch, table_keys, workitem_index, workitem_rows
 from shared.alert_events import ALERT, FIRED, Ci, Event, GroupKey, iso, to_micros
 from shared.config import Settings, StorageSettings
-from shared.entity_props import SHORT_LIMIT, join_chunks, split_chunks, truncated
+from shared.entity_props import SHORT_LIMIT, join_chunks, json_text, split_chunks, truncated
 from shared.workitem_index import INDEX_TABLE, IndexView, ItemFilter
 from shared.workitem_rows import CREATE, DELETE, MERGE, Props, RowOp
 from shared.workitems import (
+    MANUAL,
     NEW,
     STATES,
     TRANSITIONS,
     CiSeen,
     Derived,
     GroupState,
+    HistoryView,
     Overlay,
     Policy,
+    Record,
     before_horizon,
     ci_covered,
-    compact,
     derive,
+    folding,
+    hidden_key,
     merge,
     merge_ci,
-    state_from_json,
-    state_to_json,
+    needs_hidden,
+    overlay_changes,
+    record_json,
+    record_of,
     with_overlay,
 )
 from shared.write_coalescing import PartitionCoalescer
@@ -116,7 +123,10 @@ class InvalidTransition(Exception):
 
     def describe(self) -> str:
         if not self.allowed:
-            return "be changed: it is archived (its group outgrew the root; see docs/data-model.md)"
+            return (
+                "be changed: it is archived (it ended before its group's horizon; "
+                "see docs/data-model.md)"
+            )
         if self.requested == NEW:
             return "be reopened: only Resolved and Closed items can"
         if self.requested == self.current:
@@ -322,16 +332,22 @@ class WorkItemStore:
     # -- the group root -----------------------------------------------------------------
 
     def _read_root(self, group: GroupKey) -> _Root:
-        entity = self._get(
-            table_keys.WORKITEMS_TABLE, group.partition, table_keys.root_row(group.hash)
-        )
-        if entity is None:
+        root = self._read_state(group.hash)
+        if root is None:
             return _Root(GroupState(group), None, False, self.policy.fingerprint())
-        root = _root_of(entity)
         if root.state.group != group:
-            raise RuntimeError(f"group root {entity['RowKey']} belongs to another group")
+            raise RuntimeError(f"group root of {group.hash[:16]} belongs to another group")
         self._remember_root(root)
         return root
+
+    def _read_state(self, group_hash: str) -> _Root | None:
+        """The root and its rows (window, people's changes, carry): one range query."""
+        found = self._query(table_keys.WORKITEMS_TABLE, table_keys.root_range(group_hash))
+        low = table_keys.root_row(group_hash)
+        entity = next((e for e in found if e["RowKey"] == low), None)
+        if entity is None:
+            return None
+        return _root_of(entity, {e["RowKey"]: e for e in found if e["RowKey"] != low})
 
     def _root_key(self, group: GroupKey) -> tuple[str, str]:
         return (self._account, f"{group.partition}/{table_keys.root_row(group.hash)}")
@@ -345,7 +361,7 @@ class WorkItemStore:
     def _forget_root(self, group: GroupKey) -> None:
         _ROOT_CACHE.put(self._root_key(group), None)
 
-    def _root_entity(self, state: GroupState, dirty: bool, seq: int) -> Props:
+    def _root_entity(self, state: GroupState, dirty: bool, seq: int, text: str) -> Props:
         group = state.group
         return {
             "seq": seq,
@@ -356,9 +372,9 @@ class WorkItemStore:
             "correlationKey": truncated(group.key, SHORT_LIMIT * 2),
             "policy": self.policy.fingerprint(),
             "dirty": dirty,
-            "eventCount": len(state.events),
+            "eventCount": state.seen,
             "updatedAt": _now(),
-            **split_chunks(state_to_json(state), STATE_PREFIX),
+            **split_chunks(text, STATE_PREFIX),
         }
 
     # -- applying an event (the queue processor) ----------------------------------------
@@ -405,16 +421,15 @@ class WorkItemStore:
                 self._repair(root)
                 repair = False
                 continue
-            merged = merge(root.state, event)
-            if merged is None and before_horizon(root.state, event):
-                log.warning(
-                    "event %s of alert %s is older than the archived items of group %s: ignored",
-                    event.id,
-                    event.alert_id,
-                    group.key[:200],
-                )
+            if before_horizon(root.state, event):
+                if root.etag is None:  # a guess: the group exists after all, read it
+                    continue
+                return self._too_late(root, event, facts, attempt)
+            revived, hidden_row = self._hidden_instance(root.state, event)
+            merged = merge(root.state, event, revived)
+            newly: tuple[Record, ...] = ()
             if merged is not None:
-                merged = compact(merged, self.policy)
+                merged, newly = folding(merged, self.policy)
             new = derive(merged or root.state, self.policy)
             items = tuple(sorted(i.id for i in new.items.values() if event.id in i.events))
             if merged is None:
@@ -433,8 +448,11 @@ class WorkItemStore:
             index_ops = self._known_etags(_index_ops(plan, seq), index)
             rest = self._touch_cis(group, root.state, event, index_ops, index)
             self._index_before(plan, rest, index)
+            if revived is not None:  # back in the window: its row goes with the commit
+                ops.append(RowOp(DELETE, hidden_row, {}))
+            self._hide(group, newly)
             try:
-                etag = self._write_group(merged, root.etag, ops, seq)
+                etag = self._write_group(merged, root.etag, ops, seq, root.state)
             except _Conflict:
                 self._forget_root(group)
                 if not (guessed and attempt == 1):  # a wrong guess is no contention
@@ -457,6 +475,83 @@ class WorkItemStore:
             return ApplyResult("applied", group, items, attempt)
         raise ContentionError(f"group {group.key[:200]}: {MAX_ATTEMPTS} conflicting attempts")
 
+    def _hidden_instance(self, state: GroupState, event: Event) -> tuple[Record | None, str]:
+        """The hidden open alert instance `event` belongs to, if any (one point read, only
+        in a group whose live item hides some: see shared.workitems.fold)."""
+        if not needs_hidden(state, event):
+            return None, ""
+        group = event.group
+        row = table_keys.hidden_row(group.hash, hidden_key(event.alert_id))
+        entity = self._get(table_keys.WORKITEMS_TABLE, group.partition, row)
+        if entity is None:
+            return None, row
+        return record_of(json.loads(str(entity["rec"]))), row
+
+    def _hide(self, group: GroupKey, records: Sequence[Record]) -> None:
+        """Rows for the open alert instances a fold hides, before the commit that hides them
+        (blind upserts: a commit that then fails leaves rows nobody asks for)."""
+        ops = [
+            (
+                "upsert",
+                {
+                    "PartitionKey": group.partition,
+                    "RowKey": table_keys.hidden_row(group.hash, hidden_key(r.alert_id)),
+                    "rec": json.dumps(record_json(r), separators=(",", ":")),
+                },
+                {"mode": UpdateMode.REPLACE},
+            )
+            for r in records
+        ]
+        for start in range(0, len(ops), MAX_TRANSACTION_OPS):
+            self._submit(table_keys.WORKITEMS_TABLE, ops[start : start + MAX_TRANSACTION_OPS])
+
+    def _too_late(
+        self, root: _Root, event: Event, facts: Callable[[], Props], attempt: int
+    ) -> ApplyResult:
+        """An event at or before the group's horizon: a duplicate, or recorded, not applied.
+
+        Its history entry is the proof either way: present, the event was applied (or
+        recorded) before; absent, it is written now (create-if-absent, outside the lock:
+        no derived row depends on it) and a warning names the alert, the item and why.
+        """
+        group = event.group
+        row = table_keys.history_row(group.hash, event.id)
+        if self._get(table_keys.WORKITEMS_TABLE, group.partition, row) is not None:
+            return ApplyResult("duplicate", group, (), attempt)
+        carry = root.state.carry
+        item_id = carry.item_id if carry is not None and event.time >= carry.fired_at else ""
+        horizon = iso(root.state.horizon) or ""
+        reason = (
+            f"arrived after the group's horizon ({horizon}: events up to then are folded): "
+            "recorded, not applied"
+        )
+        entry = {
+            **facts(),
+            "entryId": event.id,
+            "group": group.hash[: table_keys.GROUP_CHARS],
+            "itemId": item_id,
+            "effect": "ignored",
+            "changes": json_text([reason]),
+            "eventTime": iso(event.time),
+            "ignored": True,
+        }
+        now = _now()
+        entity = {"PartitionKey": group.partition, "RowKey": row, **entry}
+        with contextlib.suppress(ResourceExistsError):
+            self._submit(
+                table_keys.WORKITEMS_TABLE,
+                [("create", {**entity, "createdAt": now, "updatedAt": now})],
+            )
+        log.warning(
+            "alert %s (event %s) of group %s, work item %s: %s",
+            event.alert_id[:300],
+            event.id,
+            group.key[:200],
+            item_id or "-",
+            reason,
+        )
+        return ApplyResult("late", group, (item_id,) if item_id else (), attempt)
+
     def _plan(
         self, group: GroupKey, old: Derived, new: Derived, event: Event, facts: Props
     ) -> list[RowOp]:
@@ -464,6 +559,7 @@ class WorkItemStore:
         ops = workitem_rows.diff(
             workitem_rows.group_rows(old, group), workitem_rows.group_rows(new, group)
         )
+        manual = _manual_rows(old, group)
         own = table_keys.history_row(group.hash, event.id)
         copied = {
             table_keys.item_row(item_id): workitem_rows.item_facts(
@@ -471,11 +567,13 @@ class WorkItemStore:
             )
             for item_id, event_id in workitem_rows.facts_needed(old, new).items()
         }
-        # Rows of items archived by this commit stay as they are (shared.workitems.compact).
+        # Rows of items archived by this commit stay as they are (shared.workitems.fold).
         frozen = _rows_of(
             workitem_rows.group_rows(old, group), set(new.archived) - set(old.archived)
         )
-        ops = [op for op in ops if not (op.action == DELETE and op.row_key in frozen)]
+        ops = _kept_history(
+            manual, [op for op in ops if not (op.action == DELETE and op.row_key in frozen)]
+        )
         first = [
             RowOp(CREATE, own, {**facts, **op.props}) if op.action == CREATE else op
             for op in ops
@@ -506,7 +604,12 @@ class WorkItemStore:
         return dict(entity)
 
     def _write_group(
-        self, state: GroupState, etag: str | None, ops: list[RowOp], seq: int = 0
+        self,
+        state: GroupState,
+        etag: str | None,
+        ops: list[RowOp],
+        seq: int = 0,
+        old: GroupState | None = None,
     ) -> str | None:
         """Commit the root and `ops` atomically; past 100 operations, in chained transactions.
 
@@ -516,13 +619,20 @@ class WorkItemStore:
         """
         group = state.group
         pk, root_rk = group.partition, table_keys.root_row(group.hash)
+        text, rows = workitem_rows.state_entities(state)
+        before = workitem_rows.state_entities(old)[1] if old is not None else rows
+        # The state's own rows go with the root, in its transaction: always consistent.
+        own = workitem_rows.diff(before, rows)
+        if len(own) >= MAX_TRANSACTION_OPS:
+            raise StoreInconsistent(f"group {group.key[:200]}: {len(own)} state row changes")
+        ops = own + ops
         room = MAX_TRANSACTION_OPS - 1
         chunks = [ops[i : i + room] for i in range(0, len(ops), room)] or [[]]
         now = _now()
         for n, chunk in enumerate(chunks):
             dirty = n < len(chunks) - 1
             if n == 0:
-                root = self._root_entity(state, dirty, seq)
+                root = self._root_entity(state, dirty, seq, text)
                 if etag is None:
                     root_op: tuple[Any, ...] = ("create", root)
                 else:
@@ -573,6 +683,7 @@ class WorkItemStore:
         self._forget_root(group)
         short = group.hash[: table_keys.GROUP_CHARS]
         archived = set(root.state.archived)
+        horizon = root.state.horizon
         found = self._query(table_keys.WORKITEMS_TABLE, f"PartitionKey eq '{group.partition}'")
         actual: dict[str, Props] = {}
         history: dict[str, Mapping[str, Any]] = {}
@@ -582,13 +693,23 @@ class WorkItemStore:
                 continue
             if entity.get("itemId") in archived or entity.get("id") in archived:
                 continue  # archived items' rows are frozen
+            if rk.startswith(table_keys.ITEM_PREFIX) and _folded(entity, horizon):
+                continue  # items that ended before the horizon: archived long ago
             actual[rk] = dict(entity)
             if rk.startswith(table_keys.HISTORY_PREFIX):
                 history[str(entity.get("entryId"))] = entity
         derived = derive(root.state, self.policy)
         desired = workitem_rows.group_rows(derived, group)
         ops: list[RowOp] = []
-        for op in workitem_rows.diff(actual, desired):
+        kept = {rk for rk in actual if rk.startswith(table_keys.ITEM_PREFIX)}
+        items = {str(actual[rk].get("id")) for rk in kept}
+        for op in _kept_history(_manual_rows(derived, group), workitem_rows.diff(actual, desired)):
+            if (
+                op.action == DELETE
+                and op.row_key.startswith(table_keys.BINDING_PREFIX)
+                and str(actual[op.row_key].get("itemId")) not in items
+            ):
+                continue  # a binding of an archived item
             if op.row_key.startswith(table_keys.ITEM_PREFIX) and op.action != DELETE:
                 view = derived.items[op.row_key[len(table_keys.ITEM_PREFIX) :]]
                 before = actual.get(op.row_key, {})
@@ -1209,6 +1330,8 @@ class WorkItemStore:
         """
         item_id = table_keys.normalize_item_id(item_id)
         when = at if at is not None else int(time.time() * 1_000_000)
+        if change == Change(note=change.note) and change.note:
+            return self._add_note(item_id, change, actor, if_match, when)
         index = _IndexWrites()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             item = self.get_item(item_id)
@@ -1238,13 +1361,15 @@ class WorkItemStore:
             ops = workitem_rows.diff(
                 workitem_rows.group_rows(old, group), workitem_rows.group_rows(new, group)
             )
+            ops = _kept_history(_manual_rows(old, group), ops)
+            ops = _with_person(ops, group, item_id, overlay, change)
             seq = root.seq + 1
             plan = _index_plan(old, new, updated)
             ops = _with_index_seq(ops, plan.changed, seq)
             index.start_attempt(seq)
             self._index_before(plan, _index_ops(plan, seq), index)
             try:
-                self._write_group(updated, root.etag, ops, seq)
+                self._write_group(updated, root.etag, ops, seq, root.state)
             except _Conflict:
                 _backoff(attempt)
                 continue
@@ -1261,14 +1386,89 @@ class WorkItemStore:
             return found
         raise ContentionError(f"work item {item_id}: {MAX_ATTEMPTS} conflicting attempts")
 
+    def _add_note(
+        self,
+        item_id: str,
+        change: Change,
+        actor: Actor,
+        if_match: Sequence[str] | None,
+        when: int,
+    ) -> Any:
+        """A note alone: its history entry and the item's `lastManualAt`, without the lock.
+
+        No derived row depends on a note, so it needs neither the group root nor its lock:
+        one transaction in the item's partition, conditional on the item's ETag (which it
+        moves), creates the entry. However many notes an item gets, its root stays the same.
+        """
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            item = self.get_item(item_id)
+            if item is None:
+                raise ItemNotFound(item_id)
+            etag = str(item.metadata["etag"])
+            if if_match is not None and etag not in if_match:
+                raise PreconditionFailed(item_id, etag)
+            overlay = _overlay(item_id, str(item.get("anchor", "")), change, actor, when)
+            group = str(item["group"])
+            entry = workitem_rows.history_props(
+                HistoryView(
+                    overlay.id, item_id, MANUAL, overlay_changes(overlay), when, False, overlay
+                ),
+                GroupKey("", "", group),
+            )
+            now = _now()
+            pk = table_keys.item_partition(item_id)
+            ops: list[tuple[Any, ...]] = [
+                (
+                    "update",
+                    {
+                        "PartitionKey": pk,
+                        "RowKey": table_keys.item_row(item_id),
+                        "lastManualAt": iso(when),
+                        "updatedAt": now,
+                    },
+                    {
+                        "mode": UpdateMode.MERGE,
+                        "etag": etag,
+                        "match_condition": MatchConditions.IfNotModified,
+                    },
+                ),
+                (
+                    "create",
+                    {
+                        "PartitionKey": pk,
+                        "RowKey": table_keys.history_row(group, overlay.id),
+                        **entry,
+                        "note": truncated(change.note, MAX_NOTE) or "",
+                        "createdAt": now,
+                        "updatedAt": now,
+                    },
+                ),
+            ]
+            try:
+                self._submit(table_keys.WORKITEMS_TABLE, ops)
+            except HttpResponseError as exc:
+                if exc.status_code == 412 and int(getattr(exc, "index", 0)) == 0:
+                    if if_match is not None:
+                        current = self.get_item(item_id)
+                        raise PreconditionFailed(
+                            item_id, str(current.metadata["etag"]) if current else ""
+                        ) from exc
+                    _backoff(attempt)
+                    continue
+                if exc.status_code == 409:  # the same note at the same microsecond: done
+                    break
+                raise
+            break
+        found = self.get_item(item_id)
+        if found is None:
+            raise ItemNotFound(item_id)
+        return found
+
     def _root_for(self, item: Mapping[str, Any]) -> _Root:
-        pk = str(item["PartitionKey"])
-        entity = self._get(
-            table_keys.WORKITEMS_TABLE, pk, table_keys.ROOT_PREFIX + str(item["group"])
-        )
-        if entity is None:
+        root = self._read_state(str(item["group"]))
+        if root is None:
             raise ItemNotFound(str(item.get("id")))
-        return _root_of(entity)
+        return root
 
 
 # -- manual changes -----------------------------------------------------------------------
@@ -1329,6 +1529,25 @@ def _overlay(item_id: str, anchor: str, change: Change, actor: Actor, when: int)
         ),
         priority=change.priority,
     )
+
+
+def _with_person(
+    ops: list[RowOp], group: GroupKey, item_id: str, overlay: Overlay, change: Change
+) -> list[RowOp]:
+    """A person's change: its history entry keeps the whole note, the item when it was."""
+    entry = table_keys.history_row(group.hash, overlay.id)
+    item = table_keys.item_row(item_id)
+    out = []
+    for op in ops:
+        if op.row_key == entry and op.action == CREATE:
+            op = RowOp(CREATE, entry, {**op.props, "note": truncated(change.note, MAX_NOTE) or ""})
+        elif op.row_key == item and op.action != DELETE:
+            op = RowOp(op.action, item, {**op.props, "lastManualAt": iso(overlay.at)})
+            item = ""
+        out.append(op)
+    if item:
+        out.append(RowOp(MERGE, item, {"lastManualAt": iso(overlay.at)}))
+    return out
 
 
 # -- index bookkeeping (pure) ---------------------------------------------------------------
@@ -1522,8 +1741,8 @@ def _index_row_holds(key: workitem_index.Key, item: Mapping[str, Any] | None) ->
     return False
 
 
-def _root_of(entity: Any) -> _Root:
-    state = state_from_json(join_chunks(entity, STATE_PREFIX))
+def _root_of(entity: Any, rows: Mapping[str, Any]) -> _Root:
+    state = workitem_rows.state_of(join_chunks(entity, STATE_PREFIX), rows)
     seq = entity.get("seq")
     return _Root(
         state,
@@ -1546,6 +1765,36 @@ def _single(table: TableClient, op: tuple[Any, ...]) -> Mapping[str, Any]:
         return table.upsert_entity(entity, **options)
     table.delete_entity(entity["PartitionKey"], entity["RowKey"], **options)
     return {}
+
+
+def _folded(item: Mapping[str, Any], horizon: int | None) -> bool:
+    """An item whose last event is at or before the horizon: folded, its rows frozen."""
+    last = to_micros(item.get("lastEventAt"))
+    return horizon is not None and last is not None and last <= horizon
+
+
+def _manual_rows(derived: Derived, group: GroupKey) -> set[str]:
+    """History row keys of people's changes (written once, when they are made)."""
+    return {
+        table_keys.history_row(group.hash, h.entry_id)
+        for h in derived.history.values()
+        if h.actor is not None
+    }
+
+
+def _kept_history(manual: set[str], ops: list[RowOp]) -> list[RowOp]:
+    """History rows are never deleted (a folded event's entry stays as it was), and a
+    person's change is written once, when it is made (its note in full: the state keeps
+    only the start of it)."""
+    out = []
+    for op in ops:
+        if op.row_key.startswith(table_keys.HISTORY_PREFIX):
+            if op.action == DELETE:
+                continue
+            if op.action != CREATE and op.row_key in manual:
+                continue
+        out.append(op)
+    return out
 
 
 def _rows_of(rows: Mapping[str, Props], item_ids: set[str]) -> set[str]:

@@ -39,6 +39,7 @@ ROOT_PREFIX = "g|"
 ITEM_PREFIX = "i|"
 BINDING_PREFIX = "b|"
 HISTORY_PREFIX = "h|"
+HIDDEN_PREFIX = "x|"
 CI_ROW = "ci"
 CI_ITEM_PREFIX = "w|"
 
@@ -73,6 +74,33 @@ def group_partition(group_hash: str) -> str:
 
 def root_row(group_hash: str) -> str:
     return ROOT_PREFIX + group_hash[:GROUP_CHARS]
+
+
+def window_row(group_hash: str, event_id: str) -> str:
+    """A record of the group state's window (read with the root: same prefix)."""
+    return f"{root_row(group_hash)}|e|{event_id}"
+
+
+def overlay_row(group_hash: str, overlay_id: str) -> str:
+    """A person's change the group state keeps (read with the root)."""
+    return f"{root_row(group_hash)}|m|{overlay_id}"
+
+
+def carry_row(group_hash: str) -> str:
+    """The live item's carry (read with the root)."""
+    return f"{root_row(group_hash)}|c"
+
+
+def root_range(group_hash: str) -> str:
+    """Filter for the root and its rows: one range of one partition."""
+    low = root_row(group_hash)
+    pk = group_partition(group_hash)
+    return f"PartitionKey eq '{pk}' and RowKey ge '{low}' and RowKey lt '{low}~'"
+
+
+def hidden_row(group_hash: str, alert_key: str) -> str:
+    """An open alert instance a fold hid from the window (read only on demand)."""
+    return f"{HIDDEN_PREFIX}{group_hash[:GROUP_CHARS]}|{alert_key}"
 
 
 def history_prefix(group_hash: str) -> str:
