@@ -17,6 +17,7 @@ from azure.data.tables import TableServiceClient
 
 from shared import alert_queue, store, table_keys, workitem_index
 from shared.alert_events import Event, event_from_alert
+from shared.store import groups as store_groups
 from shared.workitem_rows import event_facts
 from shared.workitems import CLOSED, MINUTE, NEW, STATE_RESOLVED, Policy
 from tests import alert_factory as af
@@ -184,7 +185,7 @@ def _processed_then_wiped(
     workitem_env.process(alerts)
     expected = workitem_env.snapshot()
     workitem_env.wipe()
-    monkeypatch.setattr(store, "MAX_TRANSACTION_OPS", 4)
+    monkeypatch.setattr(store_groups, "MAX_TRANSACTION_OPS", 4)
     return alerts, expected
 
 
@@ -251,7 +252,7 @@ def test_concurrent_writers_on_one_group_lose_nothing(
     workitem_env: WorkItemEnv, monkeypatch: pytest.MonkeyPatch, serialized: bool
 ) -> None:
     # Without the in-process lock, threads race like separate instances: ETags decide.
-    monkeypatch.setattr(store, "SERIALIZE_GROUPS_IN_PROCESS", serialized)
+    monkeypatch.setattr(store_groups, "SERIALIZE_GROUPS_IN_PROCESS", serialized)
     workitem_env.configure(mode="rule", reopen=600)
     n = 30 if serialized else 12
     # All within the horizon (shared.workitems.LATENESS): any order gives the same tables.
