@@ -38,6 +38,22 @@ def get_workitem(req: func.HttpRequest) -> func.HttpResponse:
     return workitem_api.get_workitem(req)
 
 
+@app.function_name("workitem_history")
+@app.route(route="workitems/{id}/history", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def workitem_history(req: func.HttpRequest) -> func.HttpResponse:
+    return workitem_api.workitem_history(req)
+
+
+@app.function_name("event_payload")
+@app.route(
+    route="workitems/{id}/events/{eventId}/payload",
+    methods=["GET"],
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
+def event_payload(req: func.HttpRequest) -> func.HttpResponse:
+    return workitem_api.event_payload(req)
+
+
 @app.function_name("update_workitem")
 @app.route(route="workitems/{id}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
 def update_workitem(req: func.HttpRequest) -> func.HttpResponse:

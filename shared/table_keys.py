@@ -40,6 +40,8 @@ ITEM_PREFIX = "i|"
 BINDING_PREFIX = "b|"
 HISTORY_PREFIX = "h|"
 HIDDEN_PREFIX = "x|"
+TIMELINE_PREFIX = "t|"
+NEWEST_FIRST = 10**18 - 1  # µs: 18 digits, so ascending row keys are newest first
 CI_ROW = "ci"
 CI_ITEM_PREFIX = "w|"
 
@@ -101,6 +103,15 @@ def root_range(group_hash: str) -> str:
 def hidden_row(group_hash: str, alert_key: str) -> str:
     """An open alert instance a fold hid from the window (read only on demand)."""
     return f"{HIDDEN_PREFIX}{group_hash[:GROUP_CHARS]}|{alert_key}"
+
+
+def timeline_prefix(item_id: str) -> str:
+    return f"{TIMELINE_PREFIX}{item_id}|"
+
+
+def timeline_row(item_id: str, micros: int, entry_id: str) -> str:
+    """An item's history entry in its timeline: newest first, one range query a page."""
+    return f"{timeline_prefix(item_id)}{NEWEST_FIRST - max(0, micros):018d}|{entry_id}"
 
 
 def history_prefix(group_hash: str) -> str:

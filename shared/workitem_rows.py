@@ -173,7 +173,22 @@ def group_rows(derived: Derived, group: GroupKey) -> dict[str, Props]:
             rows[table_keys.binding_row(view.id, ci.key)] = binding_props(view.id, ci, group)
     for entry in derived.history.values():
         rows[table_keys.history_row(group.hash, entry.entry_id)] = history_props(entry, group)
+        if entry.item_id:
+            rows[timeline_key(entry)] = timeline_props(entry, group)
     return rows
+
+
+def timeline_key(entry: HistoryView) -> str:
+    return table_keys.timeline_row(entry.item_id or "", entry.time, entry.entry_id)
+
+
+def timeline_props(entry: HistoryView, group: GroupKey) -> Props:
+    """A pointer from the item's timeline to the history entry (which holds the facts)."""
+    return {
+        "entryId": entry.entry_id,
+        "itemId": entry.item_id or "",
+        "group": group.hash[: table_keys.GROUP_CHARS],
+    }
 
 
 def diff(old: Mapping[str, Props], new: Mapping[str, Props]) -> list[RowOp]:

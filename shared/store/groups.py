@@ -97,17 +97,26 @@ def _manual_rows(derived: Derived, group: GroupKey) -> set[str]:
     }
 
 
-def _kept_history(manual: set[str], ops: list[RowOp]) -> list[RowOp]:
-    """History rows are never deleted (a folded event's entry stays as it was), and a
-    person's change is written once, when it is made (its note in full: the state keeps
-    only the start of it)."""
+def _kept_history(
+    manual: set[str], ops: list[RowOp], entries: set[str] | None = None
+) -> list[RowOp]:
+    """History rows are never deleted (a folded event's entry stays as it was, and so does
+    its place in its item's timeline), and a person's change is written once, when it is
+    made (its note in full: the state keeps only the start of it)."""
     out = []
     for op in ops:
-        if op.row_key.startswith(table_keys.HISTORY_PREFIX):
-            if op.action == DELETE:
-                continue
-            if op.action != CREATE and op.row_key in manual:
-                continue
+        history = op.row_key.startswith(table_keys.HISTORY_PREFIX)
+        if history and op.action == DELETE:
+            continue
+        if history and op.action != CREATE and op.row_key in manual:
+            continue
+        if (
+            op.row_key.startswith(table_keys.TIMELINE_PREFIX)
+            and op.action == DELETE
+            and entries is not None
+            and op.row_key.rsplit("|", 1)[-1] not in entries
+        ):
+            continue
         out.append(op)
     return out
 
@@ -325,12 +334,16 @@ class _Groups(_Reads):
             "ignored": True,
         }
         now = _now()
-        entity = {"PartitionKey": group.partition, "RowKey": row, **entry}
+        stamp = {"createdAt": now, "updatedAt": now}
+        ops: list[tuple[Any, ...]] = [
+            ("create", {"PartitionKey": group.partition, "RowKey": row, **entry, **stamp})
+        ]
+        if item_id:
+            place = table_keys.timeline_row(item_id, event.time, event.id)
+            pointer = {"entryId": event.id, "itemId": item_id, "group": entry["group"]}
+            ops.append(("create", {"PartitionKey": group.partition, "RowKey": place, **pointer}))
         with contextlib.suppress(ResourceExistsError):
-            self._submit(
-                table_keys.WORKITEMS_TABLE,
-                [("create", {**entity, "createdAt": now, "updatedAt": now})],
-            )
+            self._submit(table_keys.WORKITEMS_TABLE, ops)
         log.warning(
             "alert %s (event %s) of group %s, work item %s: %s",
             event.alert_id[:300],
@@ -360,9 +373,8 @@ class _Groups(_Reads):
         frozen = _rows_of(
             workitem_rows.group_rows(old, group), set(new.archived) - set(old.archived)
         )
-        ops = _kept_history(
-            manual, [op for op in ops if not (op.action == DELETE and op.row_key in frozen)]
-        )
+        kept = [op for op in ops if not (op.action == DELETE and op.row_key in frozen)]
+        ops = _kept_history(manual, kept, set(new.history))
         first = [
             RowOp(CREATE, own, {**facts, **op.props}) if op.action == CREATE else op
             for op in ops
@@ -490,7 +502,8 @@ class _Groups(_Reads):
         ops: list[RowOp] = []
         kept = {rk for rk in actual if rk.startswith(table_keys.ITEM_PREFIX)}
         items = {str(actual[rk].get("id")) for rk in kept}
-        for op in _kept_history(_manual_rows(derived, group), workitem_rows.diff(actual, desired)):
+        diffs = workitem_rows.diff(actual, desired)
+        for op in _kept_history(_manual_rows(derived, group), diffs, set(derived.history)):
             if (
                 op.action == DELETE
                 and op.row_key.startswith(table_keys.BINDING_PREFIX)

@@ -201,7 +201,7 @@ class _People(_Groups):
             ops = workitem_rows.diff(
                 workitem_rows.group_rows(old, group), workitem_rows.group_rows(new, group)
             )
-            ops = _kept_history(_manual_rows(old, group), ops)
+            ops = _kept_history(_manual_rows(old, group), ops, set(new.history))
             ops = _with_person(ops, group, item_id, overlay, change)
             seq = root.seq + 1
             plan = _index_plan(old, new, updated)
@@ -270,6 +270,16 @@ class _People(_Groups):
                         "mode": UpdateMode.MERGE,
                         "etag": etag,
                         "match_condition": MatchConditions.IfNotModified,
+                    },
+                ),
+                (
+                    "create",
+                    {
+                        "PartitionKey": pk,
+                        "RowKey": table_keys.timeline_row(item_id, when, overlay.id),
+                        "entryId": overlay.id,
+                        "itemId": item_id,
+                        "group": group,
                     },
                 ),
                 (

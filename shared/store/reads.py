@@ -11,17 +11,41 @@ from typing import Any
 
 from azure.core.exceptions import (
     AzureError,
+    ResourceNotFoundError,
 )
 from azure.data.tables import TableClient
 
 from shared import table_keys, workitem_index
-from shared.store.base import Page, _int, _parallel
+from shared.store.base import ItemNotFound, Page, _int, _is_table_missing, _parallel
 from shared.store.cmdb import _Cmdb
 from shared.workitem_index import INDEX_TABLE, ItemFilter
 
 log = logging.getLogger(__name__)
 
 
+# What the API shows of a history entry (shared/api/views.py history_entry): no payload.
+HISTORY_COLUMNS = [
+    "entryId",
+    "eventTime",
+    "effect",
+    "changes",
+    "ignored",
+    "actorType",
+    "actorOid",
+    "actorName",
+    "actorAppId",
+    "note",
+    "alertId",
+    "condition",
+    "severity",
+    "status",
+    "title",
+    "firedAt",
+    "resolvedAt",
+    "receivedAt",
+    "correlationId",
+    "payloadBlob",
+]
 STALE_INDEX_GRACE_SECONDS = 600  # a row of a missing item younger than this may be in flight
 
 
@@ -266,6 +290,83 @@ class _Reads(_Cmdb):
         return sorted(
             mine, key=lambda r: (str(r.get("eventTime")), str(r.get("condition")), r["RowKey"])
         )
+
+    def history_page(
+        self, item: Mapping[str, Any], top: int, after: str | None = None
+    ) -> tuple[list[Any], str | None]:
+        """A page of the item's history, newest first, and where the next page starts.
+
+        One query of the item's timeline (pointers, newest first) and one point read per
+        entry, of the columns the API shows only: the cost of a page does not depend on how
+        many entries the item has, nor on the raw payloads they keep.
+        """
+        item_id = str(item["id"])
+        pk = table_keys.item_partition(item_id)
+        prefix = table_keys.timeline_prefix(item_id)
+        low = after if after is not None and after.startswith(prefix) else None
+        flt = (
+            f"PartitionKey eq '{pk}' and RowKey gt '{low}' and RowKey lt '{prefix}~'"
+            if low is not None
+            else f"PartitionKey eq '{pk}' and " + table_keys.prefix_filter(prefix)
+        )
+
+        def first(t: TableClient) -> tuple[list[Any], bool]:
+            pages = t.query_entities(
+                flt, results_per_page=top + 1, select=["RowKey", "entryId"]
+            ).by_page()
+            rows: list[Any] = []
+            for page in pages:  # a page may come back short: read on up to top + 1
+                rows.extend(page)
+                if len(rows) > top:
+                    break
+            return rows[: top + 1], len(rows) > top
+
+        rows, more = self._call(table_keys.WORKITEMS_TABLE, first)
+        rows = rows[:top]
+        group = str(item["group"])
+
+        def read(row: Any) -> Any | None:
+            key = table_keys.history_row(group, str(row.get("entryId")))
+
+            def get(t: TableClient) -> Any | None:
+                try:
+                    return t.get_entity(pk, key, select=HISTORY_COLUMNS)
+                except ResourceNotFoundError as exc:
+                    if _is_table_missing(exc):
+                        raise
+                    return None
+
+            return self._call(table_keys.WORKITEMS_TABLE, get)
+
+        entries = [e for e in _parallel(read, rows) if e is not None]
+        return entries, (str(rows[-1]["RowKey"]) if more and rows else None)
+
+    def event_payload(self, item_id: str, event_id: str) -> tuple[bytes | None, str | None]:
+        """An alert event's raw payload, as its history entry keeps it: the deflated
+        envelope, or the blob holding it ("container/name"). (None, None): no such event of
+        this item, or no payload."""
+        item = self.get_item(item_id)
+        if item is None:
+            raise ItemNotFound(item_id)
+        pk = table_keys.item_partition(str(item["id"]))
+        key = table_keys.history_row(str(item["group"]), event_id)
+
+        def get(t: TableClient) -> Any | None:
+            try:
+                return t.get_entity(pk, key, select=["itemId", "effect", "payload", "payloadBlob"])
+            except ResourceNotFoundError as exc:
+                if _is_table_missing(exc):
+                    raise
+                return None
+
+        entry = self._call(table_keys.WORKITEMS_TABLE, get)
+        if entry is None or entry.get("effect") == "manual":
+            return None, None
+        if entry.get("itemId") not in (item["id"], "", None):
+            return None, None
+        payload = entry.get("payload")
+        blob = entry.get("payloadBlob")
+        return (bytes(payload) if payload else None), (str(blob) if blob else None)
 
     def item_cis(self, item_id: str) -> list[Any]:
         """The item -> CI bindings (one single-partition query)."""
