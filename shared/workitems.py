@@ -474,6 +474,12 @@ def needs_hidden(state: GroupState, event: Event) -> bool:
     carry = state.carry
     if carry is None or carry.hidden <= 0 or event.group.kind in LEVEL_KINDS:
         return False
+    # A hidden instance started at or before the horizon; an alert instance's firedAt never
+    # changes, so only a Resolved that says it fired then can be one of them.
+    if event.condition != RESOLVED:
+        return False
+    if event.fired_at is not None and state.horizon is not None and event.fired_at > state.horizon:
+        return False
     lowered = event.alert_id.lower()
     if any(r.alert_id.lower() == lowered for r in state.events):
         return False
