@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.functions.queue import QueueMessage
+from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,6 +144,7 @@ class FunctionsHost:
         self.function_keys = set(function_keys)
         self.http_routes: list[HttpRoute] = []
         self.queue_functions: dict[str, tuple[func.Function, str, str]] = {}
+        self.timer_functions: dict[str, tuple[func.Function, str, str]] = {}  # name: fn, arg, cron
         self.outputs: dict[str, list[dict[str, Any]]] = {}  # by function name
         self.functions = {f.get_function_name(): f for f in indexed_functions(app)}
         for function in self.functions.values():
@@ -173,6 +175,12 @@ class FunctionsHost:
                 function,
                 trigger["name"],
                 trigger.get("connection", "AzureWebJobsStorage"),
+            )
+        elif trigger["type"] == "timerTrigger":
+            self.timer_functions[function.get_function_name()] = (
+                function,
+                trigger["name"],
+                str(trigger["schedule"]),
             )
         else:
             raise NotImplementedError(f"harness does not play trigger {trigger['type']}")
@@ -223,6 +231,16 @@ class FunctionsHost:
             )
             return self._invoke_http(route, request)
         return func.HttpResponse(status_code=404)
+
+    def fire_timer(self, name: str, *, past_due: bool = False) -> None:
+        """Run a timer-triggered function once, as the host does when its schedule is due.
+
+        Exceptions propagate: the host logs a failed timer run and fires again at the next
+        occurrence, so a test sees the failure here.
+        """
+        function, arg_name, _schedule = self.timer_functions[name]
+        timer = TimerRequest(past_due=past_due)
+        function.get_user_function()(**{arg_name: timer})
 
     def _has_key(self, headers: Mapping[str, str], params: Mapping[str, str]) -> bool:
         key = headers.get("x-functions-key") or params.get("code")
