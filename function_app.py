@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared import ingest, processor
+from shared import ingest, processor, retention
 from shared.api import handlers as workitem_api
 from shared.config import ALERTS_QUEUE, STORAGE_CONNECTION
 
@@ -21,6 +21,13 @@ def receive_alert(req: func.HttpRequest) -> func.HttpResponse:
 @app.queue_trigger(arg_name="msg", queue_name=ALERTS_QUEUE, connection=STORAGE_CONNECTION)
 def process_alert(msg: func.QueueMessage) -> None:
     processor.handle(msg.get_body().decode("utf-8"), msg.dequeue_count or 1, msg.id)
+
+
+# Daily at 02:30 UTC: resolved and closed work items older than RETENTION_DAYS go.
+@app.function_name("purge_expired")
+@app.timer_trigger(arg_name="timer", schedule="0 30 2 * * *", run_on_startup=False)
+def purge_expired(timer: func.TimerRequest) -> None:
+    retention.run()
 
 
 # -- the work item API: Entra ID bearer tokens with our app roles (shared/api/security.py) --

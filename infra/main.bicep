@@ -54,6 +54,10 @@ param flapThreshold int = 4
 @description('Flap window, in minutes (FLAP_WINDOW_MINUTES).')
 param flapWindowMinutes int = 60
 
+@description('Days after which resolved and closed work items are deleted (RETENTION_DAYS).')
+@minValue(1)
+param retentionDays int = 180
+
 @description('Maximum number of Flex Consumption instances.')
 param maximumInstanceCount int = 100
 
@@ -122,6 +126,9 @@ module storage 'modules/storage.bicep' = {
       deploymentContainerName
       claimCheckContainerName
     ]
+    claimCheckContainerName: claimCheckContainerName
+    // A backstop for blobs the retention function did not delete: a month after it would.
+    claimCheckRetentionDays: retentionDays + 30
   }
 }
 
@@ -165,6 +172,7 @@ module functionApp 'modules/function-app.bicep' = {
     reopenWindowMinutes: reopenWindowMinutes
     flapThreshold: flapThreshold
     flapWindowMinutes: flapWindowMinutes
+    retentionDays: retentionDays
   }
   // The host reaches storage with the identity from its first start.
   dependsOn: [

@@ -49,6 +49,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "REOPEN_WINDOW_MINUTES",
     "FLAP_THRESHOLD",
     "FLAP_WINDOW_MINUTES",
+    "RETENTION_DAYS",
 )
 
 
@@ -91,6 +92,7 @@ class Settings:
     reopen_window_minutes: int
     flap_threshold: int
     flap_window_minutes: int
+    retention_days: int = 180
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -256,6 +258,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         flap_threshold=_parsed(env, "FLAP_THRESHOLD", 4, _int_between(2, 1000), "4"),
         flap_window_minutes=_parsed(env, "FLAP_WINDOW_MINUTES", 60, _int_between(1, 525600), "60"),
+        retention_days=_parsed(env, "RETENTION_DAYS", 180, _int_between(1, 36500), "180"),
     )
 
 

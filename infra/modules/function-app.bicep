@@ -67,6 +67,9 @@ param flapThreshold int
 @description('Length of the flap window, in minutes (FLAP_WINDOW_MINUTES).')
 param flapWindowMinutes int
 
+@description('Days after which resolved and closed work items are deleted (RETENTION_DAYS).')
+param retentionDays int
+
 var storageSuffix = environment().suffixes.storage
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -178,6 +181,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'FLAP_WINDOW_MINUTES'
           value: string(flapWindowMinutes)
+        }
+        {
+          name: 'RETENTION_DAYS'
+          value: string(retentionDays)
         }
       ]
     }

@@ -10,7 +10,8 @@ retries, and no update is ever lost. The rows are a function of the group state
 One module per job, as docs/data-model.md's sections (its "Code map" lists them):
 `base` (tables, caches, locks), `index` (the API's index rows around each commit),
 `cmdb` (CIs and their bindings), `reads` (what the API reads), `groups` (applying events
-under the group lock), `people` (people's changes). `WorkItemStore` combines them.
+under the group lock), `people` (people's changes), `retention` (deleting expired items).
+`WorkItemStore` combines them.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from shared.store.base import (
     StoreInconsistent,
     clear_caches,
 )
-from shared.store.people import MAX_NOTE, Actor, Change, _People
+from shared.store.people import MAX_NOTE, Actor, Change
+from shared.store.retention import Purged, _Retention
 from shared.workitems import Policy
 
 
-class WorkItemStore(_People):
+class WorkItemStore(_Retention):
     """Reads and conditional writes of work items, history, bindings and CIs."""
 
 
@@ -63,6 +65,7 @@ __all__ = [
     "ItemNotFound",
     "Page",
     "PreconditionFailed",
+    "Purged",
     "StoreInconsistent",
     "WorkItemStore",
     "clear_caches",
