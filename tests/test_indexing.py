@@ -68,7 +68,7 @@ def _bindings(metadata: Any) -> dict[str, dict[str, Any]]:
 
 def test_worker_indexes_exactly_our_functions(indexed: list[Any]) -> None:
     names = sorted(m.name for m in indexed)
-    assert names == sorted(["process_alert", "receive_alert", *WORK_ITEM_API])
+    assert names == sorted(["process_alert", "receive_alert", "purge_expired", *WORK_ITEM_API])
     assert all(m.language == "python" for m in indexed)
 
 
@@ -77,6 +77,8 @@ def test_worker_indexes_exactly_our_functions(indexed: list[Any]) -> None:
 WORK_ITEM_API = {
     "list_workitems": ("workitems", "GET"),
     "get_workitem": ("workitems/{id}", "GET"),
+    "workitem_history": ("workitems/{id}/history", "GET"),
+    "event_payload": ("workitems/{id}/events/{eventId}/payload", "GET"),
     "update_workitem": ("workitems/{id}", "PATCH"),
     "search_cis": ("cis", "GET"),
     "get_ci": ("cis/{id}", "GET"),
@@ -98,6 +100,14 @@ def test_work_item_api_routes(indexed: list[Any], name: str) -> None:
     )
     assert trigger["authLevel"].upper() == "ANONYMOUS"
     assert not trigger["route"].startswith("alerts"), "must not clash with the ingest route"
+
+
+def test_retention_runs_daily_on_a_timer(indexed: list[Any]) -> None:
+    metadata = next(m for m in indexed if m.name == "purge_expired")
+    trigger = _bindings(metadata)["timer"]
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == "0 30 2 * * *"
+    assert not trigger.get("runOnStartup")
 
 
 def test_receive_alert_is_anonymous_post_on_alerts(indexed: list[Any]) -> None:

@@ -423,3 +423,15 @@ def test_a_lone_index_insert_into_a_missing_table_creates_the_table(
     assert (result.outcome, result.attempts) == ("applied", 1)
     rows = _index_rows(workitem_env.connection_string)
     assert [key[0] for key, row in rows.items() if "itemId" in row] == ["m|2024-03"]
+
+
+def test_a_later_copy_of_a_folded_log_resolve_is_a_duplicate(workitem_env: WorkItemEnv) -> None:
+    # A log alert's Resolved has no resolvedAt: its time is the earliest receive time, so a
+    # later copy carries a later time, after the horizon the first copy's time fell behind.
+    workitem_env.configure(mode="rule")
+    log_resolve = resolved("log-1", 0, None, received=1)
+    workitem_env.process([fired("log-1", 0), log_resolve])
+    workitem_env.process([fired(f"later-{n}", 5 + n * 3) for n in range(40)])
+    before = workitem_env.snapshot()
+    workitem_env.process([af.redelivered(log_resolve, 200)])
+    assert diff_snapshots(before, workitem_env.snapshot()) == ""

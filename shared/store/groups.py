@@ -223,6 +223,8 @@ class _Groups(_Reads):
                 if root.etag is None:  # a guess: the group exists after all, read it
                     continue
                 return self._too_late(root, event, facts, attempt)
+            if self._folded_copy(root.state, event):
+                return ApplyResult("duplicate", group, (), attempt)
             revived, hidden_row = self._hidden_instance(root.state, event)
             merged = merge(root.state, event, revived)
             newly: tuple[Record, ...] = ()
@@ -272,6 +274,15 @@ class _Groups(_Reads):
             self._index_after(plan, index)
             return ApplyResult("applied", group, items, attempt)
         raise ContentionError(f"group {group.key[:200]}: {MAX_ATTEMPTS} conflicting attempts")
+
+    def _folded_copy(self, state: GroupState, event: Event) -> bool:
+        """A later copy of a folded event whose time is its receive time (a log alert's
+        Resolved): its own time is after the horizon, the first copy's was not. Its history
+        row says (one point read, only for such events in folded groups)."""
+        if not event.implicit_time or state.horizon is None or state.record(event.id):
+            return False
+        row = table_keys.history_row(event.group.hash, event.id)
+        return self._get(table_keys.WORKITEMS_TABLE, event.group.partition, row) is not None
 
     def _hidden_instance(self, state: GroupState, event: Event) -> tuple[Record | None, str]:
         """The hidden open alert instance `event` belongs to, if any (one point read, only
