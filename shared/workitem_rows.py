@@ -360,9 +360,13 @@ def state_of(root_json: str, rows: Mapping[str, Mapping[str, Any]]) -> GroupStat
             overlays.append(overlay_of(json.loads(str(props["ov"]))))
         elif kind == "c" and "carry" in props:
             carry = carry_of(json.loads(str(props["carry"])))
+    # A root written before the state had rows of its own keeps its events and people's
+    # changes in its JSON: they count too (the next commit moves them into rows).
+    by_id = {r.id: r for r in state.events} | {r.id: r for r in events}
+    changes = {o.id: o for o in state.overlays} | {o.id: o for o in overlays}
     return replace(
         state,
-        events=tuple(sorted(events, key=lambda r: r.id)),
-        overlays=tuple(sorted(overlays, key=lambda o: (o.at, o.id))),
-        carry=carry,
+        events=tuple(sorted(by_id.values(), key=lambda r: r.id)),
+        overlays=tuple(sorted(changes.values(), key=lambda o: (o.at, o.id))),
+        carry=carry or state.carry,
     )

@@ -435,3 +435,43 @@ def test_a_later_copy_of_a_folded_log_resolve_is_a_duplicate(workitem_env: WorkI
     before = workitem_env.snapshot()
     workitem_env.process([af.redelivered(log_resolve, 200)])
     assert diff_snapshots(before, workitem_env.snapshot()) == ""
+
+
+def test_a_root_written_before_the_state_was_bounded_is_read_and_folded(
+    workitem_env: WorkItemEnv,
+) -> None:
+    # Roots written by earlier versions keep every event in their JSON (state0..): they
+    # are read as they are, and the next event folds them and moves the window into rows.
+    from shared import workitem_rows
+    from shared.alert_events import event_from_alert
+    from shared.entity_props import split_chunks
+    from shared.workitems import GroupState, merge, state_to_json
+
+    workitem_env.configure(mode="rule")
+    alerts = [fired(f"old-{n}", n * 5) for n in range(80)]
+    workitem_env.process(alerts)
+    (item,) = workitem_env.items()
+    state = None
+    for alert in alerts:
+        event = event_from_alert(alert, "rule")
+        state = merge(state or GroupState(event.group), event) or state
+    assert state is not None
+    table = TableServiceClient.from_connection_string(
+        workitem_env.connection_string
+    ).get_table_client(table_keys.WORKITEMS_TABLE)
+    root = table.get_entity(state.group.partition, table_keys.root_row(state.group.hash))
+    root.update(split_chunks(state_to_json(state), "state"))
+    table.update_entity(root)
+    own = [
+        k for (_, _, k) in workitem_env.snapshot() if k.startswith(("g|", "x|")) and "|" in k[2:]
+    ]
+    for rk in own:
+        table.delete_entity(state.group.partition, rk)
+    store.clear_caches()
+    assert len(workitem_rows.state_of(state_to_json(state), {}).events) == 80
+    workitem_env.process([fired("new", 80 * 5)])
+    window = [k for (_, _, k) in workitem_env.snapshot() if "|e|" in k]
+    assert 0 < len(window) <= 30
+    (after,) = workitem_env.items()
+    assert after["occurrences"] == 81
+    assert after["id"] == item["id"]

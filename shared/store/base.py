@@ -122,6 +122,9 @@ class _Root:
     dirty: bool  # a multi-transaction commit has not finished writing its rows
     policy: str
     seq: int = 0  # commits of this group so far: index rows carry the one that wrote them
+    # The state's own rows as read (None: all of them exist). A root written before the
+    # state had rows keeps its events in its JSON: the next commit creates their rows.
+    stored: frozenset[str] | None = None
 
 
 @dataclass

@@ -50,6 +50,7 @@ from shared.workitem_rows import CREATE, DELETE, Props, RowOp
 from shared.workitems import (
     Derived,
     GroupState,
+    Policy,
     Record,
     before_horizon,
     derive,
@@ -79,6 +80,7 @@ def _root_of(entity: Any, rows: Mapping[str, Any]) -> _Root:
         bool(entity.get("dirty")),
         str(entity.get("policy")),
         seq if isinstance(seq, int) and not isinstance(seq, bool) else 0,
+        frozenset(rows),
     )
 
 
@@ -95,6 +97,19 @@ def _manual_rows(derived: Derived, group: GroupKey) -> set[str]:
         for h in derived.history.values()
         if h.actor is not None
     }
+
+
+def _fold_all(state: GroupState, policy: Policy) -> tuple[GroupState, tuple[Record, ...]]:
+    """Fold until nothing more folds: once for a group that gets events one at a time, a
+    few times for a root written before the state was bounded (up to 1,500 events)."""
+    hidden: tuple[Record, ...] = ()
+    for _ in range(64):
+        folded, newly = folding(state, policy)
+        hidden += newly
+        if folded == state:
+            break
+        state = folded
+    return state, hidden
 
 
 def _kept_history(
@@ -229,7 +244,7 @@ class _Groups(_Reads):
             merged = merge(root.state, event, revived)
             newly: tuple[Record, ...] = ()
             if merged is not None:
-                merged, newly = folding(merged, self.policy)
+                merged, newly = _fold_all(merged, self.policy)
             new = derive(merged or root.state, self.policy)
             items = tuple(sorted(i.id for i in new.items.values() if event.id in i.events))
             if merged is None:
@@ -252,7 +267,7 @@ class _Groups(_Reads):
                 ops.append(RowOp(DELETE, hidden_row, {}))
             self._hide(group, newly)
             try:
-                etag = self._write_group(merged, root.etag, ops, seq, root.state)
+                etag = self._write_group(merged, root.etag, ops, seq, root.state, root.stored)
             except _Conflict:
                 self._forget_root(group)
                 if not (guessed and attempt == 1):  # a wrong guess is no contention
@@ -422,6 +437,7 @@ class _Groups(_Reads):
         ops: list[RowOp],
         seq: int = 0,
         old: GroupState | None = None,
+        stored: frozenset[str] | None = None,
     ) -> str | None:
         """Commit the root and `ops` atomically; past 100 operations, in chained transactions.
 
@@ -433,6 +449,8 @@ class _Groups(_Reads):
         pk, root_rk = group.partition, table_keys.root_row(group.hash)
         text, rows = workitem_rows.state_entities(state)
         before = workitem_rows.state_entities(old)[1] if old is not None else rows
+        if stored is not None:  # rows the root's JSON still holds are not rows yet
+            before = {k: v for k, v in before.items() if k in stored}
         # The state's own rows go with the root, in its transaction: always consistent.
         own = workitem_rows.diff(before, rows)
         if len(own) >= MAX_TRANSACTION_OPS:
@@ -543,7 +561,7 @@ class _Groups(_Reads):
         index.start_attempt(seq)
         self._index_before(plan, _index_ops(plan, seq), index)
         try:
-            self._write_group(root.state, root.etag, ops, seq)
+            self._write_group(root.state, root.etag, ops, seq, root.state, root.stored)
         except (_Conflict, _Broken) as exc:
             log.warning(
                 "repair of group %s interrupted (%s); the next attempt retries",

@@ -209,7 +209,7 @@ class _People(_Groups):
             index.start_attempt(seq)
             self._index_before(plan, _index_ops(plan, seq), index)
             try:
-                self._write_group(updated, root.etag, ops, seq, root.state)
+                self._write_group(updated, root.etag, ops, seq, root.state, root.stored)
             except _Conflict:
                 _backoff(attempt)
                 continue
