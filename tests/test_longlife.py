@@ -64,7 +64,8 @@ def check_shape(env: WorkItemEnv, alerts: list[dict[str, Any]]) -> Snapshot:
     stats = env.run_queue(workers=4, timeout=600)
     assert (stats.poisoned, stats.failed_attempts) == (0, 0), stats.errors
     found = env.snapshot()
-    assert diff_snapshots(derived_tables(expected), derived_tables(found)) == ""
+    differences = diff_snapshots(derived_tables(expected), derived_tables(found))
+    assert differences == "", differences
     assert max(state_rows(found).values()) <= STATE_ROWS
     return found
 

@@ -99,6 +99,18 @@ def _manual_rows(derived: Derived, group: GroupKey) -> set[str]:
     }
 
 
+def _own_entry(derived: Derived, group: GroupKey, event: Event, facts: Props) -> list[RowOp]:
+    entry = derived.history.get(event.id)
+    if entry is None:
+        return []
+    own = table_keys.history_row(group.hash, event.id)
+    ops = [RowOp(CREATE, own, {**facts, **workitem_rows.history_props(entry, group)})]
+    if entry.item_id:
+        place = workitem_rows.timeline_key(entry)
+        ops.append(RowOp(CREATE, place, workitem_rows.timeline_props(entry, group)))
+    return ops
+
+
 def _fold_all(state: GroupState, policy: Policy) -> tuple[GroupState, tuple[Record, ...]]:
     """Fold until nothing more folds: once for a group that gets events one at a time, a
     few times for a root written before the state was bounded (up to 1,500 events)."""
@@ -243,6 +255,7 @@ class _Groups(_Reads):
             revived, hidden_row = self._hidden_instance(root.state, event)
             merged = merge(root.state, event, revived)
             newly: tuple[Record, ...] = ()
+            unfolded = merged
             if merged is not None:
                 merged, newly = _fold_all(merged, self.policy)
             new = derive(merged or root.state, self.policy)
@@ -256,6 +269,10 @@ class _Groups(_Reads):
                 event_facts = facts()
             old = derive(root.state, self.policy)
             ops = self._plan(group, old, new, event, event_facts)
+            if event.id not in new.history and unfolded is not None:
+                # Folded by its own commit (it came late, but within the horizon): its
+                # entry is written now, as the state with it said, and then stays.
+                ops = _own_entry(derive(unfolded, self.policy), group, event, event_facts) + ops
             seq = root.seq + 1
             plan = _index_plan(old, new, merged)
             ops = _with_index_seq(ops, plan.changed, seq)
