@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared import alert_sync, board, ingest, processor
+from shared import alert_sync, board, ingest, processor, retention
 from shared.api import handlers as workitem_api
 from shared.config import ALERT_SYNC_QUEUE, ALERTS_QUEUE, STORAGE_CONNECTION
 
@@ -31,6 +31,13 @@ def sync_alert_state(msg: func.QueueMessage) -> None:
     alert_sync.handle(msg.get_body().decode("utf-8"), msg.dequeue_count or 1, msg.id)
 
 
+# Daily at 02:30 UTC: resolved and closed work items older than RETENTION_DAYS go.
+@app.function_name("purge_expired")
+@app.timer_trigger(arg_name="timer", schedule="0 30 2 * * *", run_on_startup=False)
+def purge_expired(timer: func.TimerRequest) -> None:
+    retention.run()
+
+
 # -- the work item API: Entra ID bearer tokens with our app roles (shared/api/security.py) --
 
 
@@ -44,6 +51,22 @@ def list_workitems(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="api/workitems/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def get_workitem(req: func.HttpRequest) -> func.HttpResponse:
     return workitem_api.get_workitem(req)
+
+
+@app.function_name("workitem_history")
+@app.route(route="api/workitems/{id}/history", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def workitem_history(req: func.HttpRequest) -> func.HttpResponse:
+    return workitem_api.workitem_history(req)
+
+
+@app.function_name("event_payload")
+@app.route(
+    route="api/workitems/{id}/events/{eventId}/payload",
+    methods=["GET"],
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
+def event_payload(req: func.HttpRequest) -> func.HttpResponse:
+    return workitem_api.event_payload(req)
 
 
 @app.function_name("update_workitem")

@@ -63,6 +63,10 @@ param alertSubscriptionIds array = [
   subscription().subscriptionId
 ]
 
+@description('Days after which resolved and closed work items are deleted (RETENTION_DAYS).')
+@minValue(1)
+param retentionDays int = 180
+
 @description('Maximum number of Flex Consumption instances.')
 param maximumInstanceCount int = 100
 
@@ -181,6 +185,9 @@ module storage 'modules/storage.bicep' = {
       deploymentContainerName
       claimCheckContainerName
     ]
+    claimCheckContainerName: claimCheckContainerName
+    // A backstop for blobs the retention function did not delete: a month after it would.
+    claimCheckRetentionDays: retentionDays + 30
   }
 }
 
@@ -228,6 +235,7 @@ module functionApp 'modules/function-app.bicep' = {
     armEndpoint: armEndpoint
     boardClientId: entraApp.outputs.clientId
     boardApiScope: '${entraApp.outputs.applicationIdUri}/${entraApp.outputs.workItemsScope}'
+    retentionDays: retentionDays
   }
   // The host reaches storage with the identity from its first start.
   dependsOn: [

@@ -216,6 +216,22 @@ def deflated(queued: QueuedAlert) -> DeflatedEnvelope | None:
     return DeflatedEnvelope(data, hashlib.sha256(text).hexdigest())
 
 
+def stored_envelope(settings: StorageSettings, path: str) -> Any:
+    """The envelope a history entry's `payloadBlob` ("container/name") points at.
+
+    Raises CorruptMessage for a name that is not one of our claim checks, and
+    ResourceNotFoundError when the blob is gone (retention deletes it with its item).
+    """
+    container, _, name = path.partition("/")
+    if container != CLAIM_CHECK_CONTAINER or not name or ".." in name:
+        raise CorruptMessage(f"payload blob name is not a claim check: {path[:200]!r}")
+    data = storage.blob_client(settings, container, name).download_blob().readall()
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise CorruptMessage(f"payload blob {name} is not JSON: {exc}") from None
+
+
 def inflate(data: bytes) -> Any:
     """The envelope a history entry's `payload` property holds (see `deflated`)."""
     return json.loads(zlib.decompress(data))

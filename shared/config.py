@@ -66,6 +66,7 @@ SETTING_NAMES: tuple[str, ...] = (
     "ARM_ENDPOINT",
     "BOARD_CLIENT_ID",
     "BOARD_API_SCOPE",
+    "RETENTION_DAYS",
 )
 
 
@@ -124,6 +125,7 @@ class Settings:
     flap_window_minutes: int
     alert_sync: AlertSyncSettings
     board: BoardSettings
+    retention_days: int
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -340,6 +342,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         flap_window_minutes=_parsed(env, "FLAP_WINDOW_MINUTES", 60, _int_between(1, 525600), "60"),
         alert_sync=_alert_sync(env, auth.authority_host),
         board=_board(env, auth),
+        retention_days=_parsed(env, "RETENTION_DAYS", 180, _int_between(1, 36500), "180"),
     )
 
 

@@ -14,6 +14,8 @@ import json
 import logging
 from typing import Any
 
+from azure.core.exceptions import HttpResponseError
+
 from shared import alert_queue, store, workitem_rows
 from shared.alert_events import InvalidAlert, event_from_alert
 from shared.config import POISON_QUEUE, get_settings
@@ -23,6 +25,26 @@ log = logging.getLogger(__name__)
 
 class PermanentAlertError(Exception):
     """This message will fail the same way on every attempt; it belongs in the poison queue."""
+
+
+# Storage answers that a retry cannot change (entity or property too large, bad request):
+# every attempt fails the same way, with a log line, until the host poisons the message.
+PERMANENT_STATUSES = (400, 413)
+
+
+def _cannot_store(
+    alert_id: str, group: str, message_id: str | None, attempt: int, exc: Exception
+) -> None:
+    log.error(
+        "alert %s (group %s, message %s, attempt %d) cannot be stored: %s; it goes to %s, "
+        "scripts/replay_poison.py replays it once fixed",
+        alert_id[:300],
+        group[:200],
+        message_id,
+        attempt,
+        str(exc)[:500],
+        POISON_QUEUE,
+    )
 
 
 def _alert_id_hint(text: str) -> str:
@@ -71,6 +93,14 @@ def handle(text: str, dequeue_count: int, message_id: str | None) -> None:
 
     try:
         result = store.store_for(settings).apply(event, facts)
+    except HttpResponseError as exc:
+        if exc.status_code not in PERMANENT_STATUSES:
+            raise  # throttling, timeouts, 5xx: the host retries
+        _cannot_store(event.alert_id, event.group.key, message_id, dequeue_count, exc)
+        raise PermanentAlertError(f"alert {event.alert_id[:300]}: {exc}") from exc
+    except ValueError as exc:  # a value no entity can hold: a bug, or a limit we missed
+        _cannot_store(event.alert_id, event.group.key, message_id, dequeue_count, exc)
+        raise PermanentAlertError(f"alert {event.alert_id[:300]}: {exc}") from exc
     except (store.ContentionError, store.StoreInconsistent) as exc:
         log.error(
             "alert %s (message %s, attempt %d) not applied, the host will retry it: %s",

@@ -12,13 +12,17 @@ import azure.functions as func
 RETRY_AFTER_SECONDS = 10
 
 
+def json_text(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
 def json_response(
     status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
 ) -> func.HttpResponse:
     all_headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
     all_headers.update(headers or {})
     return func.HttpResponse(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        json_text(body),
         status_code=status,
         headers=all_headers,
         mimetype="application/json",

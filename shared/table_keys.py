@@ -39,6 +39,9 @@ ROOT_PREFIX = "g|"
 ITEM_PREFIX = "i|"
 BINDING_PREFIX = "b|"
 HISTORY_PREFIX = "h|"
+HIDDEN_PREFIX = "x|"
+TIMELINE_PREFIX = "t|"
+NEWEST_FIRST = 10**18 - 1  # µs: 18 digits, so ascending row keys are newest first
 CI_ROW = "ci"
 CI_ITEM_PREFIX = "w|"
 
@@ -73,6 +76,42 @@ def group_partition(group_hash: str) -> str:
 
 def root_row(group_hash: str) -> str:
     return ROOT_PREFIX + group_hash[:GROUP_CHARS]
+
+
+def window_row(group_hash: str, event_id: str) -> str:
+    """A record of the group state's window (read with the root: same prefix)."""
+    return f"{root_row(group_hash)}|e|{event_id}"
+
+
+def overlay_row(group_hash: str, overlay_id: str) -> str:
+    """A person's change the group state keeps (read with the root)."""
+    return f"{root_row(group_hash)}|m|{overlay_id}"
+
+
+def carry_row(group_hash: str) -> str:
+    """The live item's carry (read with the root)."""
+    return f"{root_row(group_hash)}|c"
+
+
+def root_range(group_hash: str) -> str:
+    """Filter for the root and its rows: one range of one partition."""
+    low = root_row(group_hash)
+    pk = group_partition(group_hash)
+    return f"PartitionKey eq '{pk}' and RowKey ge '{low}' and RowKey lt '{low}~'"
+
+
+def hidden_row(group_hash: str, alert_key: str) -> str:
+    """An open alert instance a fold hid from the window (read only on demand)."""
+    return f"{HIDDEN_PREFIX}{group_hash[:GROUP_CHARS]}|{alert_key}"
+
+
+def timeline_prefix(item_id: str) -> str:
+    return f"{TIMELINE_PREFIX}{item_id}|"
+
+
+def timeline_row(item_id: str, micros: int, entry_id: str) -> str:
+    """An item's history entry in its timeline: newest first, one range query a page."""
+    return f"{timeline_prefix(item_id)}{NEWEST_FIRST - max(0, micros):018d}|{entry_id}"
 
 
 def history_prefix(group_hash: str) -> str:

@@ -1,6 +1,6 @@
 """Index entities that let the work item API list without scanning: pure, no I/O.
 
-The store (shared/store.py) writes and reads them; this module decides what they hold.
+The store (shared/store/) writes and reads them; this module decides what they hold.
 Design and consistency argument: docs/data-model.md, "Indexes for the work item API".
 
 Index rows by logical key (`location` says where each is stored):

@@ -9,14 +9,29 @@ a MERGE cannot remove a property, and a stale `resolvedAt` on a reopened item wo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared import table_keys
 from shared.alert_events import SERVICE_HEALTH, Ci, Event, GroupKey, iso
 from shared.entity_props import SHORT_LIMIT, TEXT_LIMIT, json_text, truncated
-from shared.workitems import CiSeen, Derived, HistoryView, ItemView
+from shared.workitems import (
+    CiSeen,
+    Derived,
+    GroupState,
+    HistoryView,
+    ItemView,
+    carry_json,
+    carry_of,
+    overlay_json,
+    overlay_of,
+    record_json,
+    record_of,
+    state_from_json,
+    state_to_json,
+)
 
 Props = dict[str, Any]
 
@@ -98,7 +113,7 @@ def item_props(view: ItemView, group: GroupKey, cis: tuple[CiSeen, ...]) -> Prop
         "priority": view.priority,
         "assignmentGroup": _s(view.assignment_group),
         "alertIds": json_text(list(view.alert_ids)),
-        "alertCount": len(view.alert_ids),
+        "alertCount": view.occurrences,
         "configurationItems": json_text(
             [{"key": c.key, "display": c.display, "kind": c.data.get("kind")} for c in cis]
         ),
@@ -109,7 +124,6 @@ def item_props(view: ItemView, group: GroupKey, cis: tuple[CiSeen, ...]) -> Prop
         "manualAt": _s(iso(manual.at) if manual else None),
         "manualNote": _s(manual.note if manual else None),
         "assignee": _s(view.assignee),
-        "lastManualAt": _s(iso(view.last_manual_at)),
         "ruleHashes": ",".join(view.rules),
     }
 
@@ -159,7 +173,22 @@ def group_rows(derived: Derived, group: GroupKey) -> dict[str, Props]:
             rows[table_keys.binding_row(view.id, ci.key)] = binding_props(view.id, ci, group)
     for entry in derived.history.values():
         rows[table_keys.history_row(group.hash, entry.entry_id)] = history_props(entry, group)
+        if entry.item_id:
+            rows[timeline_key(entry)] = timeline_props(entry, group)
     return rows
+
+
+def timeline_key(entry: HistoryView) -> str:
+    return table_keys.timeline_row(entry.item_id or "", entry.time, entry.entry_id)
+
+
+def timeline_props(entry: HistoryView, group: GroupKey) -> Props:
+    """A pointer from the item's timeline to the history entry (which holds the facts)."""
+    return {
+        "entryId": entry.entry_id,
+        "itemId": entry.item_id or "",
+        "group": group.hash[: table_keys.GROUP_CHARS],
+    }
 
 
 def diff(old: Mapping[str, Props], new: Mapping[str, Props]) -> list[RowOp]:
@@ -302,3 +331,56 @@ def event_facts(
         "payloadSha256": payload_sha256,
         **({"payload": payload} if payload is not None else {}),
     }
+
+
+# -- the group state: the root and its bookkeeping rows ------------------------------------
+
+STATE_ROW_PROPS = {"e": "rec", "m": "ov", "c": "carry"}
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def state_entities(state: GroupState) -> tuple[str, dict[str, Props]]:
+    """The group state as the root's JSON and its rows (row key -> properties).
+
+    The root keeps what every event needs (group, CIs, horizon, archived ids); the window's
+    records, people's changes and the carry are rows of their own beside it, read with it
+    (one range) and written in its transaction only when they change: an event writes the
+    root and one record, whatever the group has seen.
+    """
+    h = state.group.hash
+    rows: dict[str, Props] = {
+        table_keys.window_row(h, r.id): {"rec": _compact(record_json(r))} for r in state.events
+    }
+    for o in state.overlays:
+        rows[table_keys.overlay_row(h, o.id)] = {"ov": _compact(overlay_json(o))}
+    if state.carry is not None:
+        rows[table_keys.carry_row(h)] = {"carry": _compact(carry_json(state.carry))}
+    root = replace(state, events=(), overlays=(), carry=None)
+    return state_to_json(root), rows
+
+
+def state_of(root_json: str, rows: Mapping[str, Mapping[str, Any]]) -> GroupState:
+    """The group state from the root's JSON and the rows read with it."""
+    state = state_from_json(root_json)
+    events, overlays, carry = [], [], None
+    for rk, props in rows.items():
+        kind = rk.split("|")[2] if rk.count("|") >= 2 else ""
+        if kind == "e" and "rec" in props:
+            events.append(record_of(json.loads(str(props["rec"]))))
+        elif kind == "m" and "ov" in props:
+            overlays.append(overlay_of(json.loads(str(props["ov"]))))
+        elif kind == "c" and "carry" in props:
+            carry = carry_of(json.loads(str(props["carry"])))
+    # A root written before the state had rows of its own keeps its events and people's
+    # changes in its JSON: they count too (the next commit moves them into rows).
+    by_id = {r.id: r for r in state.events} | {r.id: r for r in events}
+    changes = {o.id: o for o in state.overlays} | {o.id: o for o in overlays}
+    return replace(
+        state,
+        events=tuple(sorted(by_id.values(), key=lambda r: r.id)),
+        overlays=tuple(sorted(changes.values(), key=lambda o: (o.at, o.id))),
+        carry=carry or state.carry,
+    )

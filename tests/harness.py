@@ -205,6 +205,7 @@ class FunctionsHost:
         # Triggers this harness does not drive itself yet, by type (e.g. timerTrigger): a
         # runner for them calls invoke() with the inputs the host would send.
         self.other_triggers: dict[str, list[WorkerFunction]] = {}
+        self.timer_functions: dict[str, tuple[WorkerFunction, str, str]] = {}  # arg, cron
         self.functions: dict[str, WorkerFunction] = {}
         for metadata in self.worker.load_app(app):  # indexed by the worker, once per app
             function = WorkerFunction(
@@ -236,6 +237,12 @@ class FunctionsHost:
                 function,
                 trigger["name"],
                 trigger.get("connection", "AzureWebJobsStorage"),
+            )
+        elif trigger["type"] == "timerTrigger":
+            self.timer_functions[function.name] = (
+                function,
+                trigger["name"],
+                str(trigger["schedule"]),
             )
         else:
             self.other_triggers.setdefault(trigger["type"], []).append(function)
@@ -309,6 +316,19 @@ class FunctionsHost:
                 route_params={k: v for k, v in match.groupdict().items() if v is not None},
             )
         return func.HttpResponse(status_code=404)
+
+    def fire_timer(self, name: str, *, past_due: bool = False) -> None:
+        """Run a timer-triggered function once, as the host does when its schedule is due:
+        the TimerInfo as JSON through the worker.
+
+        A failure raises: the host logs a failed timer run and fires again at the next
+        occurrence, so a test sees the failure here.
+        """
+        function, arg_name, _schedule = self.timer_functions[name]
+        data = host_rpc.timer_trigger(self.worker.protos, past_due=past_due)
+        answer = self.invoke(function, {arg_name: data}, {})
+        if not self.succeeded(answer):
+            raise RuntimeError(f"timer {name} failed: {answer.result.exception.message}")
 
     def _has_key(self, headers: Mapping[str, str], query: Mapping[str, str]) -> bool:
         code = next((v for k, v in query.items() if k.lower() == "code"), None)

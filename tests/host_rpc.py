@@ -176,6 +176,14 @@ def queue_trigger(p: Any, message: Any, body: bytes, *, binary: bool) -> tuple[A
     return data, metadata
 
 
+def timer_trigger(p: Any, *, past_due: bool) -> Any:
+    """The timer trigger's input: the WebJobs TimerInfo as JSON (schedule status omitted, as
+    for a schedule that keeps none)."""
+    return _json(
+        p, {"Schedule": {"AdjustForDST": True}, "ScheduleStatus": None, "IsPastDue": past_due}
+    )
+
+
 def output_messages(data: Any) -> list[str | bytes]:
     """The messages a queue output binding's TypedData stands for (a JSON array: each item)."""
     value = _typed_value(data)

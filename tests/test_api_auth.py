@@ -182,7 +182,7 @@ def test_the_history_names_who_changed_an_item(api: Api, item_id: str) -> None:
     assert entry["time"]
     assert any(USER_UPN in c for c in entry["changes"])
     answer = api.patch(item_id, {"state": "InProgress"}, answer.etag, role=WRITE)
-    app_entry = [h for h in answer.body["history"] if h["source"] == "manual"][-1]
+    app_entry = next(h for h in answer.body["history"] if h["source"] == "manual")  # newest
     assert app_entry["actor"]["type"] == "application"
     assert app_entry["actor"]["name"] == OTHER_APP_ID
     assert app_entry["actor"]["oid"]

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared import store, table_keys, workitem_index
+from shared import table_keys, workitem_index
+from shared.store import groups as store_groups
 from tests import alert_factory as af
 from tests.api_support import Api, api_session, ids
 from tests.harness import FunctionsHost
@@ -39,7 +40,7 @@ def _entities(storage: str, table: str) -> list[Any]:
 def test_no_item_is_ever_missing_from_the_indexes(
     api: Api, storage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store, "SERIALIZE_GROUPS_IN_PROCESS", False)
+    monkeypatch.setattr(store_groups, "SERIALIZE_GROUPS_IN_PROCESS", False)
     api.configure(CORRELATION_MODE="rule", REOPEN_WINDOW_MINUTES=5)
     rng = random.Random(11)
     vms = [af.VM.replace("vm-web-01", f"vm-{n}") for n in range(3)]

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared import store, table_keys, workitem_index
+from shared import table_keys, workitem_index
 from shared.alert_events import to_micros
+from shared.store import reads as store_reads
 from tests import alert_factory as af
 from tests.api_support import Api, api_session, ids
 from tests.harness import FunctionsHost
@@ -158,7 +159,7 @@ def test_a_cis_item_rows_live_in_its_cmdb_partition_and_stale_ones_get_repaired(
     )
     expected = ["acked", "sev0-vm2"]
     assert names(seeded, api.list_all(ci=VM2, state="all")) == expected
-    monkeypatch.setattr(store, "STALE_INDEX_GRACE_SECONDS", 0)
+    monkeypatch.setattr(store_reads, "STALE_INDEX_GRACE_SECONDS", 0)
     assert names(seeded, api.list_all(ci=VM2, state="all")) == expected
     left = cmdb.query_entities(f"PartitionKey eq '{ci}' and RowKey gt 's|' and RowKey lt 's}}'")
     assert seeded["new-sev2"] not in {str(r["itemId"]) for r in left}
@@ -331,6 +332,6 @@ def test_stale_index_rows_are_never_shown_and_get_repaired(
 
     assert ids(api.list_all()) == before
     assert open_rows() == sorted([*before, seeded["closed"], "WI-ZZZZZZZZZZ"])
-    monkeypatch.setattr(store, "STALE_INDEX_GRACE_SECONDS", 0)  # they are old now
+    monkeypatch.setattr(store_reads, "STALE_INDEX_GRACE_SECONDS", 0)  # they are old now
     assert ids(api.list_all()) == before
     assert open_rows() == sorted(before)

@@ -44,9 +44,10 @@ def test_get_returns_the_item_its_cis_and_history(api: Api) -> None:
     assert [c["key"] for c in body["configurationItems"]] == sorted([af.VM.lower(), other.lower()])
     for ci in body["configurationItems"]:
         assert ci["id"] == workitem_index.ci_id(workitem_index.ci_hash(ci["key"]))
-    assert [h["effect"] for h in body["history"]] == ["created", "resolved"]
-    assert body["history"][0]["alert"]["condition"] == "Fired"
-    assert body["history"][1]["alert"]["resolvedAt"] == af.at(9)
+    assert [h["effect"] for h in body["history"]] == ["resolved", "created"]  # newest first
+    assert body["history"][1]["alert"]["condition"] == "Fired"
+    assert body["history"][0]["alert"]["resolvedAt"] == af.at(9)
+    assert body["historyContinuationToken"] is None
     assert answer.etag.startswith('"')
     assert not answer.etag.startswith("W/")
     assert answer.headers["Cache-Control"] == "no-store"
@@ -96,7 +97,7 @@ def test_every_transition_allowed_and_refused(api: Api, current: str) -> None:
             assert answer.status == 200, (current, target, answer)
             assert answer.body["state"] == target
             assert answer.etag != before.etag
-            entry = answer.body["history"][-1]
+            entry = answer.body["history"][0]
             assert entry["effect"] == "manual"
             assert entry["note"] == "why"
         else:
@@ -119,7 +120,7 @@ def test_reopen_a_resolved_item_then_azure_resolves_it_again(api: Api) -> None:
     assert answer.status == 200
     assert answer.body["state"] == "New"
     assert answer.body["resolvedAt"] is None
-    assert "reopened" in " ".join(answer.body["history"][-1]["changes"]).lower()
+    assert "reopened" in " ".join(answer.body["history"][0]["changes"]).lower()
     # A late copy of the old Resolved does not undo the person's reopen.
     api.alerts(af.redelivered(af.resolved("reopen-1", 0, 5)))
     assert api.item(item_id).body["state"] == "New"
@@ -154,7 +155,7 @@ def test_closed_item_is_not_reopened_by_a_stale_fired(api: Api) -> None:
     body = api.item(item_id).body
     assert body["state"] == "Closed"
     assert body["resolution"] == f"closed by {USER_UPN}: done"
-    assert "the work item is Closed: its state does not change" in body["history"][-1]["changes"]
+    assert "the work item is Closed: its state does not change" in body["history"][0]["changes"]
 
 
 def test_acknowledgement_survives_duplicate_fired(api: Api) -> None:
@@ -196,7 +197,7 @@ def test_assign_prioritize_and_annotate(api: Api) -> None:
     assert answer.body["assignmentGroup"] == "Web Ops"
     assert answer.body["priority"] == 1
     assert answer.body["state"] == "New"
-    changes = " ".join(answer.body["history"][-1]["changes"])
+    changes = " ".join(answer.body["history"][0]["changes"])
     assert "bob@contoso.example" in changes
     assert "Web Ops" in changes
     assert "priority 1" in changes
@@ -213,7 +214,7 @@ def test_assign_prioritize_and_annotate(api: Api) -> None:
     answer = api.patch(item_id, {"note": "called the vendor"}, before)
     assert answer.status == 200
     assert answer.etag != before, "a note is a change: the ETag moves"
-    assert answer.body["history"][-1]["note"] == "called the vendor"
+    assert answer.body["history"][0]["note"] == "called the vendor"
     assert answer.body["state"] == "New"
 
 

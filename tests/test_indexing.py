@@ -69,7 +69,14 @@ def _bindings(metadata: Any) -> dict[str, dict[str, Any]]:
 def test_worker_indexes_exactly_our_functions(indexed: list[Any]) -> None:
     names = sorted(m.name for m in indexed)
     assert names == sorted(
-        ["process_alert", "receive_alert", "sync_alert_state", *WORK_ITEM_API, *BOARD]
+        [
+            "process_alert",
+            "receive_alert",
+            "sync_alert_state",
+            "purge_expired",
+            *WORK_ITEM_API,
+            *BOARD,
+        ]
     )
     assert all(m.language == "python" for m in indexed)
 
@@ -80,6 +87,8 @@ def test_worker_indexes_exactly_our_functions(indexed: list[Any]) -> None:
 WORK_ITEM_API = {
     "list_workitems": ("api/workitems", "GET"),
     "get_workitem": ("api/workitems/{id}", "GET"),
+    "workitem_history": ("api/workitems/{id}/history", "GET"),
+    "event_payload": ("api/workitems/{id}/events/{eventId}/payload", "GET"),
     "update_workitem": ("api/workitems/{id}", "PATCH"),
     "search_cis": ("api/cis", "GET"),
     "get_ci": ("api/cis/{id}", "GET"),
@@ -121,6 +130,14 @@ def test_work_item_api_routes(indexed: list[Any], name: str) -> None:
     )
     assert trigger["authLevel"].upper() == "ANONYMOUS"
     assert not trigger["route"].startswith("api/alerts"), "must not clash with the ingest route"
+
+
+def test_retention_runs_daily_on_a_timer(indexed: list[Any]) -> None:
+    metadata = next(m for m in indexed if m.name == "purge_expired")
+    trigger = _bindings(metadata)["timer"]
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == "0 30 2 * * *"
+    assert not trigger.get("runOnStartup")
 
 
 def test_receive_alert_is_anonymous_post_on_alerts(indexed: list[Any]) -> None:

@@ -799,6 +799,7 @@ def test_policy_defaults_match_config_py() -> None:
         "REOPEN_WINDOW_MINUTES": defaults.reopen_window_minutes,
         "FLAP_THRESHOLD": defaults.flap_threshold,
         "FLAP_WINDOW_MINUTES": defaults.flap_window_minutes,
+        "RETENTION_DAYS": defaults.retention_days,
     }
     for setting, want in expected.items():
         value = settings[setting]

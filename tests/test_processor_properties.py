@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import store
+from shared.store import groups as store_groups
 from tests import alert_factory as af
 from tests.workitem_fixtures import WorkItemEnv, diff_snapshots
 
@@ -123,9 +123,9 @@ def test_any_order_any_duplicates_any_concurrency_same_tables(
     assert diff_snapshots(expected, workitem_env.snapshot()) == ""
 
     workitem_env.wipe()
-    monkeypatch.setattr(store, "SERIALIZE_GROUPS_IN_PROCESS", False)
+    monkeypatch.setattr(store_groups, "SERIALIZE_GROUPS_IN_PROCESS", False)
     workitem_env.enqueue(scenario.deliveries)
     stats = workitem_env.run_queue(workers=8)
-    monkeypatch.setattr(store, "SERIALIZE_GROUPS_IN_PROCESS", True)
+    monkeypatch.setattr(store_groups, "SERIALIZE_GROUPS_IN_PROCESS", True)
     assert (stats.poisoned, stats.failed_attempts) == (0, 0), stats.errors
     assert diff_snapshots(expected, workitem_env.snapshot()) == ""

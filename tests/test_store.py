@@ -17,6 +17,7 @@ from azure.data.tables import TableServiceClient
 
 from shared import alert_queue, store, table_keys, workitem_index
 from shared.alert_events import Event, event_from_alert
+from shared.store import groups as store_groups
 from shared.workitem_rows import event_facts
 from shared.workitems import CLOSED, MINUTE, NEW, STATE_RESOLVED, Policy
 from tests import alert_factory as af
@@ -184,7 +185,7 @@ def _processed_then_wiped(
     workitem_env.process(alerts)
     expected = workitem_env.snapshot()
     workitem_env.wipe()
-    monkeypatch.setattr(store, "MAX_TRANSACTION_OPS", 4)
+    monkeypatch.setattr(store_groups, "MAX_TRANSACTION_OPS", 4)
     return alerts, expected
 
 
@@ -226,7 +227,7 @@ def test_an_interrupted_chained_commit_is_repaired_by_the_next_writer(
             pytest.fail(f"alert {n} never succeeded")
     monkeypatch.setattr(store.WorkItemStore, "_submit", real)
     workitem_env.process([af.redelivered(alerts[0])])  # a duplicate still finishes repairs
-    roots = [v for (t, _, rk), v in workitem_env.snapshot().items() if rk.startswith("g|")]
+    roots = [v for (t, _, rk), v in workitem_env.snapshot().items() if _is_root(rk)]
     assert roots
     assert not any(r["dirty"] for r in roots)
     assert diff_snapshots(expected, workitem_env.snapshot()) == ""
@@ -251,11 +252,12 @@ def test_concurrent_writers_on_one_group_lose_nothing(
     workitem_env: WorkItemEnv, monkeypatch: pytest.MonkeyPatch, serialized: bool
 ) -> None:
     # Without the in-process lock, threads race like separate instances: ETags decide.
-    monkeypatch.setattr(store, "SERIALIZE_GROUPS_IN_PROCESS", serialized)
+    monkeypatch.setattr(store_groups, "SERIALIZE_GROUPS_IN_PROCESS", serialized)
     workitem_env.configure(mode="rule", reopen=600)
     n = 30 if serialized else 12
-    alerts = [fired(f"c{i}", i) for i in range(n)] + [
-        resolved(f"c{i}", i, 50 + i) for i in range(n)
+    # All within the horizon (shared.workitems.LATENESS): any order gives the same tables.
+    alerts = [fired(f"c{i}", i / 2) for i in range(n)] + [
+        resolved(f"c{i}", i / 2, 20 + i / 4) for i in range(n)
     ]
     with ThreadPoolExecutor(16 if serialized else 8) as pool:
         list(pool.map(lambda a: workitem_env.process([a]), alerts))
@@ -299,12 +301,11 @@ def test_hot_ci_is_written_about_once_a_minute(workitem_env: WorkItemEnv) -> Non
     assert counter.take() == 20 * (2 + 1), counter.requests
 
 
-def test_a_long_lived_group_is_compacted_and_its_old_items_kept(
-    workitem_env: WorkItemEnv, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from shared import workitems
+def _is_root(row_key: str) -> bool:
+    return row_key.startswith("g|") and row_key.count("|") == 1
 
-    monkeypatch.setattr(workitems, "MAX_GROUP_EVENTS", 10)
+
+def test_a_long_lived_group_is_folded_and_its_old_items_kept(workitem_env: WorkItemEnv) -> None:
     workitem_env.configure(mode="rule", reopen=5)
     alerts = []
     for n in range(15):  # 15 separate items of one rule and CI set
@@ -313,13 +314,24 @@ def test_a_long_lived_group_is_compacted_and_its_old_items_kept(
     items = workitem_env.items()
     assert len(items) == 15
     assert {i["state"] for i in items} == {STATE_RESOLVED}
-    roots = [v for (_, _, rk), v in workitem_env.snapshot().items() if rk.startswith("g|")]
+    snap = workitem_env.snapshot()
+    roots = [v for (_, _, rk), v in snap.items() if _is_root(rk)]
     assert len(roots) == 1
-    assert roots[0]["eventCount"] <= 10
+    assert roots[0]["eventCount"] == 30
+    window = [rk for (_, _, rk) in snap if rk.startswith("g|") and "|e|" in rk]
+    assert len(window) < 30  # folded: the state keeps a window, not every event
     for item in items:  # archived or not, every item keeps its timeline
         assert [h["effect"] for h in workitem_env.history(item["id"])] == ["created", "resolved"]
-    workitem_env.process([fired("too-late", 1)])  # older than the archived items: ignored
+    workitem_env.process([fired("too-late", 1)])  # older than the horizon: recorded only
     assert len(workitem_env.items()) == 15
+    late = [
+        v
+        for (_, _, rk), v in workitem_env.snapshot().items()
+        if rk.startswith("h|") and v.get("originAlertId") == "too-late"
+    ]
+    assert len(late) == 1
+    assert late[0]["effect"] == "ignored"
+    assert "horizon" in late[0]["changes"]
     workitem_env.process([fired("new", 15 * 30)])
     assert len(workitem_env.items()) == 16
 
@@ -411,3 +423,55 @@ def test_a_lone_index_insert_into_a_missing_table_creates_the_table(
     assert (result.outcome, result.attempts) == ("applied", 1)
     rows = _index_rows(workitem_env.connection_string)
     assert [key[0] for key, row in rows.items() if "itemId" in row] == ["m|2024-03"]
+
+
+def test_a_later_copy_of_a_folded_log_resolve_is_a_duplicate(workitem_env: WorkItemEnv) -> None:
+    # A log alert's Resolved has no resolvedAt: its time is the earliest receive time, so a
+    # later copy carries a later time, after the horizon the first copy's time fell behind.
+    workitem_env.configure(mode="rule")
+    log_resolve = resolved("log-1", 0, None, received=1)
+    workitem_env.process([fired("log-1", 0), log_resolve])
+    workitem_env.process([fired(f"later-{n}", 5 + n * 3) for n in range(40)])
+    before = workitem_env.snapshot()
+    workitem_env.process([af.redelivered(log_resolve, 200)])
+    assert diff_snapshots(before, workitem_env.snapshot()) == ""
+
+
+def test_a_root_written_before_the_state_was_bounded_is_read_and_folded(
+    workitem_env: WorkItemEnv,
+) -> None:
+    # Roots written by earlier versions keep every event in their JSON (state0..): they
+    # are read as they are, and the next event folds them and moves the window into rows.
+    from shared import workitem_rows
+    from shared.alert_events import event_from_alert
+    from shared.entity_props import split_chunks
+    from shared.workitems import GroupState, merge, state_to_json
+
+    workitem_env.configure(mode="rule")
+    alerts = [fired(f"old-{n}", n * 5) for n in range(80)]
+    workitem_env.process(alerts)
+    (item,) = workitem_env.items()
+    state = None
+    for alert in alerts:
+        event = event_from_alert(alert, "rule")
+        state = merge(state or GroupState(event.group), event) or state
+    assert state is not None
+    table = TableServiceClient.from_connection_string(
+        workitem_env.connection_string
+    ).get_table_client(table_keys.WORKITEMS_TABLE)
+    root = table.get_entity(state.group.partition, table_keys.root_row(state.group.hash))
+    root.update(split_chunks(state_to_json(state), "state"))
+    table.update_entity(root)
+    own = [
+        k for (_, _, k) in workitem_env.snapshot() if k.startswith(("g|", "x|")) and "|" in k[2:]
+    ]
+    for rk in own:
+        table.delete_entity(state.group.partition, rk)
+    store.clear_caches()
+    assert len(workitem_rows.state_of(state_to_json(state), {}).events) == 80
+    workitem_env.process([fired("new", 80 * 5)])
+    window = [k for (_, _, k) in workitem_env.snapshot() if "|e|" in k]
+    assert 0 < len(window) <= 30
+    (after,) = workitem_env.items()
+    assert after["occurrences"] == 81
+    assert after["id"] == item["id"]

@@ -10,6 +10,7 @@ import pytest
 
 from shared import table_keys
 from shared.alert_events import RULE, InvalidAlert, event_from_alert
+from shared.workitem_rows import item_props
 from shared.workitems import (
     ACKNOWLEDGED,
     CLOSED,
@@ -23,8 +24,8 @@ from shared.workitems import (
     Overlay,
     Policy,
     before_horizon,
-    compact,
     derive,
+    fold,
     merge,
     state_from_json,
     state_to_json,
@@ -423,23 +424,27 @@ def test_any_permutation_gives_the_same_items_and_history() -> None:
             assert derived(shuffled, policy) == expected
 
 
-def test_compaction_archives_the_oldest_finished_items_and_ignores_older_events() -> None:
+def test_folding_archives_the_oldest_finished_items_and_ignores_older_events() -> None:
     policy = Policy(RULE, reopen_window=5 * MINUTE)
-    alerts = cycles([n * 30 for n in range(12)], length=2)  # 12 separate items, 24 events
+    alerts = cycles([n * 30 for n in range(15)], length=2)  # 15 separate items, 30 events
     (state,) = states(alerts, policy).values()
-    compacted = compact(state, policy, limit=16)
-    assert len(compacted.events) <= 12
-    assert len(compacted.archived) >= 6
+    folded = fold(state, policy)
+    assert len(folded.events) < len(state.events)
+    assert folded.archived
     before = derive(state, policy).items
-    after = derive(compacted, policy).items
-    assert set(after) | set(compacted.archived) == set(before)
-    assert all(after[i] == before[i] for i in after)  # the kept items are unchanged
+    after = derive(folded, policy).items
+    assert set(after) | set(folded.archived) == set(before)
+    assert all(  # the kept items' rows are unchanged
+        item_props(after[i], state.group, state.cis)
+        == item_props(before[i], state.group, state.cis)
+        for i in after
+    )
     late = event_from_alert(fired("late", 1), policy.correlation_mode)  # before the horizon
-    assert before_horizon(compacted, late)
-    assert merge(compacted, late) is None
-    fresh = event_from_alert(fired("fresh", 400), policy.correlation_mode)
-    assert merge(compacted, fresh) is not None
-    assert compact(compacted, policy, limit=16) == compacted  # under the limit: unchanged
+    assert before_horizon(folded, late)
+    assert merge(folded, late) is None
+    fresh = event_from_alert(fired("fresh", 600), policy.correlation_mode)
+    assert merge(folded, fresh) is not None
+    assert fold(folded, policy) == folded  # below the window's bound: unchanged
 
 
 def test_a_late_fired_of_the_same_instance_keeps_ids_and_peoples_changes() -> None:

@@ -13,7 +13,7 @@ from azure.core.exceptions import HttpResponseError, ResourceModifiedError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared import table_batch
-from shared.store import _single
+from shared.store.base import _single
 from shared.write_coalescing import MAX_OPERATIONS, Operation, PartitionCoalescer, Result
 
 STALE = "W/\"datetime'2020-01-01T00%3A00%3A00.0000000Z'\""

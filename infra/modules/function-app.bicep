@@ -79,6 +79,9 @@ param boardClientId string
 @description('Scope the web board requests: <Application ID URI>/user_impersonation (BOARD_API_SCOPE).')
 param boardApiScope string
 
+@description('Days after which resolved and closed work items are deleted (RETENTION_DAYS).')
+param retentionDays int
+
 var storageSuffix = environment().suffixes.storage
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -208,6 +211,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'BOARD_API_SCOPE'
           value: boardApiScope
+        }
+        {
+          name: 'RETENTION_DAYS'
+          value: string(retentionDays)
         }
       ]
     }

@@ -15,6 +15,13 @@ param tableNames array
 @description('Blob containers to create (deployment package, claim checks).')
 param containerNames array
 
+@description('The claim-check container (raw alert payloads too big for a queue message or table).')
+param claimCheckContainerName string
+
+@description('Days after which a claim-check blob is deleted, whatever still refers to it.')
+@minValue(1)
+param claimCheckRetentionDays int
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
   location: location
@@ -85,6 +92,44 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
     }
   }
 ]
+
+// Retention (docs/operations.md): the retention function deletes an item's blobs with the
+// item; this rule deletes any claim-check blob it missed, a while after it would have.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'claim-check-retention'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${claimCheckContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: claimCheckRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+  dependsOn: [
+    containers
+  ]
+}
 
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage

@@ -19,7 +19,7 @@ import azure.functions as func
 from azure.core.exceptions import AzureError
 
 from shared import caller, responses, store, workitem_index
-from shared.api import params, security, views
+from shared.api import history, params, security, views
 from shared.auth import Principal
 from shared.config import Settings
 
@@ -82,7 +82,8 @@ def _item_response(
     status: int, s: store.WorkItemStore, item: Any, correlation_id: str
 ) -> func.HttpResponse:
     item_id = str(item["id"])
-    body = views.item_detail(item, s.item_history(item_id), s.item_cis(item_id), _now())
+    body = views.item_detail(item, [], s.item_cis(item_id), _now())
+    body["history"], body["historyContinuationToken"] = history.latest(s, item)
     headers = {"ETag": params.etag_header(item.metadata["etag"])}
     return responses.json_response(status, {**body, "correlationId": correlation_id}, headers)
 
@@ -149,6 +150,16 @@ def _get(
 
 def get_workitem(req: func.HttpRequest) -> func.HttpResponse:
     return _run(req, write=False, work=_get)
+
+
+def workitem_history(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/workitems/{id}/history: older pages of the history (shared/api/history.py)."""
+    return _run(req, write=False, work=history.page)
+
+
+def event_payload(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/workitems/{id}/events/{eventId}/payload: what Azure Monitor sent."""
+    return _run(req, write=False, work=history.payload)
 
 
 # -- PATCH /api/workitems/{id} ---------------------------------------------------------------------
