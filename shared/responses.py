@@ -17,8 +17,13 @@ def json_response(
 ) -> func.HttpResponse:
     all_headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
     all_headers.update(headers or {})
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate quoted from the request: send it as \udxxx
+        data = json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
     return func.HttpResponse(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        data,
         status_code=status,
         headers=all_headers,
         mimetype="application/json",
