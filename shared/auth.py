@@ -60,7 +60,7 @@ from shared.entra_clouds import Cloud as Cloud
 from shared.entra_clouds import cloud_for_authority as cloud_for_authority
 from shared.entra_clouds import default_jwks_uri, is_entra_url
 from shared.entra_clouds import issuers_for_tenant as issuers_for_tenant
-from shared.log_text import quoted, url_for_log
+from shared.log_text import get_logger, url_for_log
 from shared.signing_keys import DEFAULT_FAILURE_BACKOFF_SECONDS as DEFAULT_FAILURE_BACKOFF_SECONDS
 from shared.signing_keys import DEFAULT_KEYS_MAX_AGE_SECONDS as DEFAULT_KEYS_MAX_AGE_SECONDS
 from shared.signing_keys import (
@@ -72,7 +72,7 @@ from shared.signing_keys import KeysUnavailable, SigningKeys, UnknownKid
 from shared.signing_keys import fetch_url as fetch_url
 from shared.signing_keys import parse_jwks as parse_jwks
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # An Entra access token is 1-3 KB; anything near this limit is hostile or broken, and is
 # rejected before it is decoded.
@@ -318,10 +318,10 @@ class TokenVerifier:
             "Token rejected: status=%d reason=%s detail=%s tid=%s caller_app=%s correlation_id=%s",
             error.status,
             error.error,
-            quoted(error.detail),
+            error.detail,
             tid or "-",
             app or "-",
-            quoted(error.correlation_id),
+            error.correlation_id,
         )
 
     # ---- authentication (cached)

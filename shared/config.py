@@ -6,14 +6,15 @@ instead of surfacing later as a confusing storage or token error.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-log = logging.getLogger(__name__)
+from shared.log_text import get_logger
+
+log = get_logger(__name__)
 
 # Names fixed by the product (function_app.py binds to them; infra creates them).
 ALERTS_QUEUE = "alerts"

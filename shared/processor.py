@@ -11,14 +11,14 @@ Failure handling, as the Functions host sees it:
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from shared import alert_queue, store, workitem_rows
 from shared.alert_events import InvalidAlert, event_from_alert
 from shared.config import POISON_QUEUE, get_settings
+from shared.log_text import get_logger, redacted
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class PermanentAlertError(Exception):
@@ -55,7 +55,7 @@ def handle(text: str, dequeue_count: int, message_id: str | None) -> None:
             exc,
             POISON_QUEUE,
         )
-        raise PermanentAlertError(f"alert {alert_id}: {exc}") from exc
+        raise PermanentAlertError(redacted(f"alert {alert_id}: {exc}")) from exc
 
     def facts() -> dict[str, Any]:
         # The raw payload stays reachable: in the history entry, or in a blob if too big.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import threading
 import time
 import urllib.error
@@ -24,9 +23,9 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from shared.log_text import quoted, url_for_log
+from shared.log_text import get_logger, url_for_log
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_REFRESH_INTERVAL_SECONDS = 60.0
 DEFAULT_FAILURE_BACKOFF_SECONDS = 5.0
@@ -99,9 +98,7 @@ def parse_jwks(data: bytes) -> dict[str, jwt.PyJWK]:
     candidates = []
     for jwk in filter(_is_rsa_signing_jwk, raw_keys):
         if "d" in jwk:
-            log.error(
-                "Key set publishes private key material for kid %s: key ignored", quoted(jwk["kid"])
-            )
+            log.error("Key set publishes private key material for kid %s: key ignored", jwk["kid"])
             continue
         candidates.append(jwk)
     try:

@@ -17,7 +17,6 @@ everything it implies is durable; a crash in between is repaired by the retry.
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
 import threading
 import time
@@ -43,6 +42,7 @@ from shared import storage, table_batch, table_keys, workitem_index, workitem_ro
 from shared.alert_events import ALERT, FIRED, Ci, Event, GroupKey, iso, to_micros
 from shared.config import Settings, StorageSettings
 from shared.entity_props import SHORT_LIMIT, join_chunks, split_chunks, truncated
+from shared.log_text import get_logger
 from shared.workitem_index import INDEX_TABLE, IndexView, ItemFilter
 from shared.workitem_rows import CREATE, DELETE, MERGE, Props, RowOp
 from shared.workitems import (
@@ -66,7 +66,7 @@ from shared.workitems import (
 )
 from shared.write_coalescing import PartitionCoalescer
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MAX_TRANSACTION_OPS = 100  # Table Storage's limit (Azurite breaks on 101)
 # Events of one group processed by this process wait for each other instead of racing:
