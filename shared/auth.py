@@ -37,18 +37,18 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import jwt
 from jwt.types import Options
 from jwt.utils import base64url_decode
 
+from shared import entra_claims
 from shared.access_policy import GUID as _GUID
 from shared.access_policy import AccessPolicy as AccessPolicy
 from shared.access_policy import AuthError as AuthError
 from shared.access_policy import Principal as Principal
-from shared.access_policy import audience_spellings, norm_aud
+from shared.access_policy import audience_spellings
 from shared.access_policy import authorize as _authorize
 from shared.access_policy import forbidden as _forbidden  # noqa: F401 (auth._forbidden)
 from shared.access_policy import printable as _safe
@@ -391,58 +391,17 @@ class TokenVerifier:
         except KeysUnavailable as exc:
             raise _unavailable(exc.detail, exc.retry_after) from None
         claims = _decode(raw, key, self._audiences, tuple(self._issuers), unverified)
-        exp = _check_lifetime(claims, now, self.leeway)
+        exp = entra_claims.check_lifetime(claims, now, self.leeway)
 
-        # Entra's claims: tid is the tenant of iss, ver its form, the caller's identity.
-        tid = claims.get("tid")
-        if type(tid) is not str or tid.lower() != tenant_id:
-            if tid is None:
-                raise _unauthorized("invalid_tenant", "The token has no tid claim.")
-            raise _unauthorized(
-                "invalid_tenant",
-                f"The token tid {_safe(tid, 60)} is not the tenant of its issuer.",
-            )
-        ver = claims.get("ver", version)
-        if ver != version:
-            raise _unauthorized(
-                "invalid_claim",
-                f"The token ver {_safe(ver, 20)} does not match its v{version} issuer.",
-            )
-        oid = claims.get("oid")
-        if type(oid) is not str or not oid:
-            raise _claim_error("oid", oid)
-        app = claims.get(app_claim)
-        if type(app) is not str or not app:
-            raise _claim_error(app_claim, app)
-        aud = claims.get("aud")
-        if type(aud) is not str:  # PyJWT also accepts a list; Entra sends one string
-            raise _unauthorized("invalid_audience", "The token aud claim is not a string.")
-        roles = claims.get("roles")
-        if roles is None:
-            roles = []
-        if type(roles) is not list or any(type(role) is not str for role in roles):
-            raise _claim_error("roles", roles, "a list of strings")
-        scp = claims.get("scp")
-        if scp is None:
-            scp = ""
-        if type(scp) is not str:
-            raise _claim_error("scp", scp, "a space-separated string")
-        upn = claims.get("upn") or claims.get("unique_name") or claims.get("preferred_username")
-        name = claims.get("name")
-        principal = Principal(
-            tenant_id=tenant_id,
-            object_id=oid,
-            caller_app_id=app.lower(),
-            audience=norm_aud(aud),
+        caller = entra_claims.principal(
+            claims,
             issuer=iss,
-            roles=tuple(roles),
-            scopes=tuple(scp.split()),
-            token_version=version,
-            name=name if type(name) is str else None,
-            upn=upn if type(upn) is str else None,
-            expires_at=datetime.fromtimestamp(exp, UTC),
+            tenant_id=tenant_id,
+            version=version,
+            app_claim=app_claim,
+            expires=exp,
         )
-        return principal, exp
+        return caller, exp
 
 
 def _decode(
@@ -471,7 +430,7 @@ def _decode(
     except jwt.MissingRequiredClaimError as exc:
         if exc.claim == "aud":
             raise _unauthorized("invalid_audience", "The token has no aud claim.") from None
-        raise _claim_error(exc.claim, None) from None
+        raise entra_claims.claim_error(exc.claim, None) from None
     except jwt.InvalidAudienceError:
         aud = unverified.get("aud")
         if not isinstance(aud, str):
@@ -489,56 +448,12 @@ def _decode(
     return claims
 
 
-def _check_lifetime(claims: Mapping[str, Any], now: float, leeway: float) -> float:
-    """``exp`` and ``iat`` (required) and ``nbf`` (when present) on the verifier's clock."""
-    exp: Any = claims.get("exp")
-    nbf: Any = claims.get("nbf")
-    iat: Any = claims.get("iat")
-    # Numbers: exact types, so not bool (an int subclass); the JSON had no NaN/Infinity.
-    for name, value in (("exp", exp), ("nbf", nbf), ("iat", iat)):
-        if type(value) not in (int, float) and not (name == "nbf" and value is None):
-            raise _claim_error(name, value)
-    if now > exp + leeway:
-        raise _unauthorized(
-            "token_expired",
-            f"The token expired at {_iso(exp)} (now {_iso(now)}, leeway {leeway:g} s).",
-        )
-    if nbf is not None and now + leeway < nbf:
-        raise _unauthorized(
-            "token_not_yet_valid",
-            f"The token is not valid before {_iso(nbf)} (now {_iso(now)}, leeway {leeway:g} s).",
-        )
-    if now + leeway < iat:
-        raise _unauthorized(
-            "token_not_yet_valid",
-            f"The token was issued in the future ({_iso(iat)}, now {_iso(now)}).",
-        )
-    return float(exp)
-
-
 def _malformed(raw: bytes, detail: str) -> AuthError:
     # Whitespace means two tokens after "Bearer" (a cached token never holds any, so the
     # header parser leaves this check to the cache-miss path).
     if any(c in raw for c in b" \t\r\n"):
         return _two_tokens()
     return _unauthorized("malformed_token", detail)
-
-
-def _iso(timestamp: float) -> str:
-    try:
-        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
-        return f"{timestamp:.0f}"
-
-
-def _claim_error(name: str, value: object, expected: str | None = None) -> AuthError:
-    if value is None:
-        return _unauthorized("invalid_claim", f"The token has no {name} claim.")
-    if expected is None:
-        expected = "a number" if name in ("exp", "nbf", "iat") else "a non-empty string"
-    return _unauthorized(
-        "invalid_claim", f"The token {name} claim is {type(value).__name__}, not {expected}."
-    )
 
 
 # --------------------------------------------------------------------------- header
