@@ -106,7 +106,8 @@ class AccessPolicy:
 
     ``allowed_caller_app_ids`` None means any app; ``required_roles`` and
     ``required_scopes`` are any-of (empty: none required). Scopes apply to delegated
-    tokens only, which are refused unless ``accept_delegated``.
+    tokens only, which are refused unless ``accept_delegated``. ``role_hint`` ends the
+    403 for a missing role: where the role comes from and who gets it.
     """
 
     audiences: tuple[str, ...]
@@ -114,6 +115,7 @@ class AccessPolicy:
     required_roles: tuple[str, ...] = ()
     accept_delegated: bool = False
     required_scopes: tuple[str, ...] = ()
+    role_hint: str = "assign it to the caller"
     _audiences: frozenset[str] = field(init=False, repr=False, compare=False)
     _apps: frozenset[str] | None = field(init=False, repr=False, compare=False)
     _roles: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -139,6 +141,7 @@ class AccessPolicy:
             allowed_caller_app_ids=auth.allowed_caller_app_ids,
             required_roles=(auth.required_role,) if auth.required_role else (),
             accept_delegated=False,
+            role_hint="AAD_REQUIRED_ROLE; assign it to the caller's service principal",
         )
 
 
@@ -187,8 +190,7 @@ def authorize(principal: Principal, policy: AccessPolicy) -> None:
         required = sorted(policy._roles)
         raise forbidden(
             "missing_role",
-            f"The token lacks the app role {' or '.join(required)} (AAD_REQUIRED_ROLE); "
-            "assign it to the caller's service principal.",
+            f"The token lacks the app role {' or '.join(required)} ({policy.role_hint}).",
             required_roles=required,
             caller_app_id=principal.caller_app_id,
         )

@@ -107,6 +107,9 @@ def test_user_tokens_need_the_scope_and_the_role(api: Api) -> None:
     assert answer.status == 403
     assert answer.body["error"] == "missing_role"
     assert sorted(answer.body["required_roles"]) == [READ, WRITE]
+    # The webhook's setting has nothing to do with it; the answer says who grants the role.
+    assert "AAD_REQUIRED_ROLE" not in answer.body["detail"]
+    assert "app role of this API" in answer.body["detail"]
 
 
 def test_write_needs_read_write(api: Api, item_id: str) -> None:

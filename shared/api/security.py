@@ -40,6 +40,8 @@ def policy(auth: AuthSettings, *, write: bool) -> AccessPolicy:
             required_roles=(WRITE_ROLE,) if write else (READ_ROLE, WRITE_ROLE),
             accept_delegated=True,
             required_scopes=(API_SCOPE,),
+            role_hint="an app role of this API: assign it to the user, a group of theirs or "
+            "the calling app's service principal, see docs/deploy.md",
         )
         if len(_policies) > 16:
             _policies.clear()
