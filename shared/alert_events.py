@@ -24,6 +24,7 @@ from typing import Any
 
 from shared import table_keys
 from shared.alerts.errors import SchemaError
+from shared.alerts.timestamps import format_micros
 from shared.alerts.version import SUPPORTED_MAJOR, major_version
 
 FIRED = "Fired"
@@ -123,9 +124,7 @@ def iso(micros: int | None) -> str | None:
     """The normalizer's timestamp format: UTC, microseconds, `Z`; fixed width, sortable."""
     if micros is None:
         return None
-    seconds, us = divmod(micros, 1_000_000)
-    dt = datetime.fromtimestamp(seconds, UTC).replace(microsecond=us)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_micros(micros)
 
 
 # -- parsing ----------------------------------------------------------------------------

@@ -20,7 +20,6 @@ Failure handling, as the Functions host sees it:
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -50,8 +49,9 @@ from shared.config import (
     StorageSettings,
     get_settings,
 )
+from shared.log_text import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MAX_ATTEMPTS = 5  # host.json extensions.queues.maxDequeueCount (a test holds them together)
 # A claim's lease: longer than one alert's calls can take (a GET and a POST, each bounded

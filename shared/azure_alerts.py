@@ -42,8 +42,9 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest, HttpResponse
 
 from shared.alert_sync_plan import USER_STATES, is_alert_id
+from shared.log_text import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 API_VERSION = "2019-03-01"  # the stable Alerts Management version (see the docstring)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import azure.functions as func
@@ -10,8 +9,9 @@ import azure.functions as func
 from shared import auth, responses
 from shared.auth import AccessPolicy, Principal
 from shared.config import ConfigError, Settings, get_settings
+from shared.log_text import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def content_length(req: func.HttpRequest) -> int | None:

@@ -6,7 +6,6 @@ instead of surfacing later as a confusing storage or token error.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -14,7 +13,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-log = logging.getLogger(__name__)
+from shared.log_text import get_logger
+
+log = get_logger(__name__)
 
 # Names fixed by the product (function_app.py binds to them; infra creates them).
 ALERTS_QUEUE = "alerts"

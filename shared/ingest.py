@@ -7,7 +7,6 @@ transient (it retries 408/429/503/504), never 500.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -15,8 +14,9 @@ import azure.functions as func
 
 from shared import alert_queue, auth, caller, responses
 from shared.alerts import SchemaError, normalize, parse_payload
+from shared.log_text import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def handle(req: func.HttpRequest) -> func.HttpResponse:

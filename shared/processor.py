@@ -11,7 +11,6 @@ Failure handling, as the Functions host sees it:
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError
@@ -19,8 +18,9 @@ from azure.core.exceptions import HttpResponseError
 from shared import alert_queue, store, workitem_rows
 from shared.alert_events import InvalidAlert, event_from_alert
 from shared.config import POISON_QUEUE, get_settings
+from shared.log_text import get_logger, redacted
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class PermanentAlertError(Exception):
@@ -77,7 +77,7 @@ def handle(text: str, dequeue_count: int, message_id: str | None) -> None:
             exc,
             POISON_QUEUE,
         )
-        raise PermanentAlertError(f"alert {alert_id}: {exc}") from exc
+        raise PermanentAlertError(redacted(f"alert {alert_id}: {exc}")) from exc
 
     def facts() -> dict[str, Any]:
         # The raw payload stays reachable: in the history entry, or in a blob if too big.

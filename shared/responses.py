@@ -13,7 +13,14 @@ RETRY_AFTER_SECONDS = 10
 
 
 def json_text(body: Any) -> str:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON that always encodes as UTF-8: a lone surrogate (quoted from a request,
+    or kept in a raw payload) is sent as its \\udxxx escape instead of failing the answer."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(body, ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
 def json_response(

@@ -9,15 +9,15 @@ Blobs a run could not delete are caught by the storage account's lifecycle rule 
 
 from __future__ import annotations
 
-import logging
 import time
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from shared import storage, store
 from shared.config import get_settings
+from shared.log_text import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DAY = 86_400_000_000  # µs
 

@@ -50,6 +50,16 @@ _ITEM_ID = re.compile(
 )
 
 
+_KEY_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f/\\#?\ud800-\udfff]")
+
+
+def is_key_text(value: str) -> bool:
+    """Whether ``value`` can stand in a key or a key bound of a filter: no character that
+    Table Storage forbids in keys (control characters, ``/ \\ # ?``) and no lone surrogate
+    (UTF-8 cannot encode one, so the SDK would fail on it)."""
+    return _KEY_FORBIDDEN.search(value) is None
+
+
 def b32(data: bytes, chars: int) -> str:
     """The first `chars` base32 characters of `data` (5 bits each)."""
     value = int.from_bytes(data, "big")

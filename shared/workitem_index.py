@@ -474,8 +474,25 @@ def name_prefix_range(prefix: str) -> str:
     low = name_key(prefix)
     if not low:
         return ""
-    high = low[:-1] + chr(ord(low[-1]) + 1)
+    high = _successor(low)
+    if high is None:  # the prefix is all U+10FFFF: every key from it on starts with it
+        return f"RowKey ge '{quote(low)}'"
     return f"RowKey ge '{quote(low)}' and RowKey lt '{quote(high)}'"
+
+
+def _successor(prefix: str) -> str | None:
+    """The least string greater than every string starting with ``prefix``, or None.
+
+    Never a lone surrogate (the Tables SDK cannot encode one): after U+D7FF comes U+E000;
+    a trailing U+10FFFF has no successor, so the character before it is increased instead.
+    """
+    stripped = prefix.rstrip("\U0010ffff")
+    if not stripped:
+        return None
+    last = ord(stripped[-1]) + 1
+    if 0xD800 <= last <= 0xDFFF:
+        last = 0xE000
+    return stripped[:-1] + chr(last)
 
 
 __all__ = [

@@ -263,3 +263,34 @@ def test_etags_round_trip() -> None:
     assert params.if_match(None) is None
     assert params.if_match("W/" + header) == ()
     assert params.if_match("garbage") == ()
+
+
+# -- issue 14: requests that answered 500 ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prefix", "high"),
+    [("vm\U0010ffff", "vn"), ("a\ud7ff", "a\ue000"), ("ab", "ac"), ("\U0010ffff", None)],
+)
+def test_name_prefix_bounds_are_encodable(prefix: str, high: str | None) -> None:
+    clause = workitem_index.name_prefix_range(prefix)
+    clause.encode("utf-8")  # the Tables SDK sends the filter as UTF-8
+    if high is None:
+        assert " lt " not in clause
+    else:
+        assert clause.endswith(f"RowKey lt '{high}'")
+
+
+def test_a_ci_position_with_a_lone_surrogate_is_refused() -> None:
+    fingerprint = params.ci_search("http://x/api/cis").fingerprint()
+    token = params.make_token(fingerprint, "vm\ud800")
+    assert bad(params.ci_search, f"http://x/api/cis?continuationToken={token}").code == (
+        "invalid_continuation_token"
+    )
+
+
+@pytest.mark.parametrize(
+    "query", ["since=0001-01-01T00:00:00%2B01:00", "until=9999-12-31T23:59:59-01:00"]
+)
+def test_dates_beyond_the_calendar_in_utc_are_400(query: str) -> None:
+    assert bad(lst, query).field == query.split("=")[0]

@@ -23,20 +23,30 @@ import logging
 import os
 import re
 import secrets
+import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, quote
 
 import azure.functions as func
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import (
+    AccountSasPermissions,
+    BlobServiceClient,
+    ResourceTypes,
+    generate_account_sas,
+)
 from azure.storage.queue import QueueClient
 
 from shared import alert_queue
+from shared.api.security import API_SCOPE, READ_ROLE
 from tests.alert_samples import all_payloads, load
-from tests.azurite import ACCOUNT_KEY, Azurite
+from tests.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from tests.fault_injection import (
     FaultPlan,
     FaultServer,
@@ -48,7 +58,15 @@ from tests.fault_injection import (
 from tests.harness import FunctionsHost, QueueRunStats
 from tests.jwks_server import JwksServer
 from tests.test_hostile_requests import TARGETS, Receiver, bad_authorizations
-from tests.tokens import SigningKey, bearer, v1_claims, v2_claims
+from tests.tokens import (
+    CLIENT_ID,
+    OTHER_APP_ID,
+    Mint,
+    SigningKey,
+    bearer,
+    v1_claims,
+    v2_claims,
+)
 
 _STANDARD_RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -401,3 +419,218 @@ def test_the_search_finds_a_leak(signing_key: SigningKey, everything: Haystack) 
     assert any(label.startswith("token: signature") for label in leaked), leaked
     assert any(label.startswith("key: d (JWK)") for label in leaked), leaked
     assert any(label.startswith("account: account key") for label in leaked), leaked
+
+
+# ----------------------------------------------------------------------------- issue 14
+
+
+def account_sas(storage: str) -> str:
+    """A real account SAS for Azurite's account, made by the SDK, for all three services."""
+    return generate_account_sas(
+        ACCOUNT,
+        ACCOUNT_KEY,
+        resource_types=ResourceTypes(service=True, container=True, object=True),
+        permission=AccountSasPermissions(
+            read=True,
+            write=True,
+            delete=True,
+            list=True,
+            add=True,
+            create=True,
+            update=True,
+            process=True,
+        ),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+        services="bqt",
+    )
+
+
+def sas_connection_string(storage: str, sas: str) -> str:
+    endpoints = [p for p in storage.split(";") if p.endswith(f"/{ACCOUNT}") and "Endpoint=" in p]
+    assert len(endpoints) == 3, storage
+    return ";".join([*endpoints, f"SharedAccessSignature={sas}"])
+
+
+def add_sas(found: Secrets, label: str, sas: str) -> None:
+    signature = parse_qs(sas)["sig"][0]
+    found.add(f"{label}: signature", signature)
+    found.add(f"{label}: signature (URL-encoded)", quote(signature, safe=""))
+    found.whole[f"{label}: whole SAS"] = sas
+
+
+def test_sas_connection_strings_log_no_signature(
+    host: FunctionsHost,
+    storage: str,
+    signing_key: SigningKey,
+    stopped_azurite: Azurite,
+    monkeypatch: pytest.MonkeyPatch,
+    mint: Mint,
+    everything: Haystack,
+) -> None:
+    """With a SAS connection string, storage errors logged at ingest (ERROR) and in the API
+    (WARNING) used to quote the request URL with its sig=."""
+    found = Secrets()
+    sas = account_sas(storage)
+    add_sas(found, "account SAS", sas)
+    body = all_payloads()["metric-alert-static-fired"]
+    token = signing_key.sign(v1_claims())
+    found.add_token("token", token)
+
+    # Working storage through the SAS: accepted, processed, listed.
+    monkeypatch.setenv("AzureWebJobsStorage", sas_connection_string(storage, sas))
+    clear_client_caches()
+    assert post(host, everything, bearer(token), body) == 202
+    stats = everything.queue_run(host.run_queue("alerts", visibility_timeout=0))
+    assert stats.succeeded == 1
+    api_token = mint("2.0", audience=CLIENT_ID, roles=[READ_ROLE], app_id=OTHER_APP_ID)
+    found.add_token("API token", api_token)
+    listing = everything.answer(
+        host.request("GET", "/api/workitems", headers={"Authorization": bearer(api_token)})
+    )
+    assert listing.status_code == 200
+
+    # The same SAS against storage that is down (Azurite does not check SAS signatures, so
+    # a forged one would be accepted rather than refused).
+    monkeypatch.setenv(
+        "AzureWebJobsStorage", sas_connection_string(stopped_azurite.connection_string, sas)
+    )
+    clear_client_caches()
+    assert post(host, everything, bearer(token), body) == 503
+    answer = everything.answer(
+        host.request("GET", "/api/workitems", headers={"Authorization": bearer(api_token)})
+    )
+    assert answer.status_code == 503
+    records = everything.caplog.records
+    assert any(r.levelno == logging.ERROR and r.name == "shared.ingest" for r in records)
+    assert any(r.levelno == logging.WARNING and r.name == "shared.api.handlers" for r in records)
+    everything.assert_clean(found)
+    text = everything.text()
+    assert "sig=" not in text.replace("sig=<redacted>", "").replace("sig=REDACTED", "")
+    leaked = found.found_in(stored_text(storage))
+    assert not leaked, f"secrets in stored data: {leaked[:10]}"
+    clear_client_caches()
+
+
+class IdentityEndpoint:
+    """A managed identity endpoint (App Service's IDENTITY_ENDPOINT protocol) on loopback."""
+
+    def __init__(self, access_token: str, header: str) -> None:
+        self.access_token = access_token
+        self.header = header
+        self.requests = 0
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                endpoint.requests += 1
+                if self.headers.get("X-IDENTITY-HEADER") != endpoint.header:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                body = json.dumps(
+                    {
+                        "access_token": endpoint.access_token,
+                        "expires_on": str(int(datetime.now(UTC).timestamp()) + 3600),
+                        "resource": "https://storage.azure.com",
+                        "token_type": "Bearer",
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/msi/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_identity_tokens_and_api_tokens_are_never_logged(
+    host: FunctionsHost,
+    storage: str,
+    signing_key: SigningKey,
+    stopped_azurite: Azurite,
+    monkeypatch: pytest.MonkeyPatch,
+    mint: Mint,
+    everything: Haystack,
+) -> None:
+    """The managed identity's storage token (and the secret header that fetches it), and the
+    API callers' own tokens (apps and users), through failing storage calls."""
+    found = Secrets()
+    identity_header = secrets.token_urlsafe(32)
+    access_token = signing_key.sign({"aud": "https://storage.azure.com", "oid": "x"})
+    found.add("identity header", identity_header)
+    found.add_token("managed identity access token", access_token)
+    endpoint = IdentityEndpoint(access_token, identity_header)
+    try:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", endpoint.url)
+        monkeypatch.setenv("IDENTITY_HEADER", identity_header)
+        monkeypatch.delenv("AzureWebJobsStorage")
+        closed = stopped_azurite.queue_port  # nothing listens: every storage call fails
+        for kind in ("queue", "table", "blob"):
+            monkeypatch.setenv(
+                f"AzureWebJobsStorage__{kind}ServiceUri", f"https://127.0.0.1:{closed}/{ACCOUNT}"
+            )
+        monkeypatch.setenv("AzureWebJobsStorage__credential", "managedidentity")
+        clear_client_caches()
+        token = signing_key.sign(v1_claims())
+        found.add_token("webhook token", token)
+        body = all_payloads()["metric-alert-static-fired"]
+        assert post(host, everything, bearer(token), body) == 503
+        for user in (False, True):
+            claims: dict[str, object] = {"roles": [READ_ROLE], "app_id": OTHER_APP_ID}
+            if user:
+                claims.update(scp=API_SCOPE, preferred_username="ada@contoso.example", name="Ada")
+            api_token = mint("2.0", audience=CLIENT_ID, **claims)
+            found.add_token(f"API token (user={user})", api_token)
+            answer = everything.answer(
+                host.request("GET", "/api/workitems", headers={"Authorization": bearer(api_token)})
+            )
+            assert answer.status_code == 503
+        assert endpoint.requests >= 1  # the identity token was fetched and used
+    finally:
+        endpoint.close()
+        clear_client_caches()
+    everything.assert_clean(found)
+
+
+FORGED = "ERROR shared.auth: Token rejected: status=401 reason=forged"
+
+
+def test_alert_fields_cannot_forge_log_lines(
+    host: FunctionsHost, storage: str, signing_key: SigningKey, everything: Haystack
+) -> None:
+    """CR, LF and other control characters in logged alert fields arrive escaped."""
+    token = signing_key.sign(v1_claims())
+    breaks = ["\r\n", "\n", "\r", "\x85", "\u2028", "\u2029", "\x1b[2K\r", "\x0b", "\x0c"]
+    statuses = []
+    for n, brk in enumerate(breaks):
+        doc = load("metric-alert-static-fired")
+        essentials = doc["data"]["essentials"]
+        essentials["alertId"] = f"/subscriptions/x/alerts/{n}{brk}{FORGED}"
+        essentials["monitoringService"] = f"Platform{brk}{FORGED}"
+        essentials["alertRule"] = f"rule{brk}{FORGED}"
+        statuses.append(post(host, everything, bearer(token), json.dumps(doc).encode()))
+    assert 202 in statuses  # at least some were queued and get processed below
+    everything.queue_run(host.run_queue("alerts", visibility_timeout=0))
+    ours = [r for r in everything.caplog.records if r.name.startswith("shared.")]
+    assert any("alert queued" in r.getMessage() for r in ours)
+    for record in ours:
+        message = record.getMessage()
+        assert not any(c in message for c in ("\r", "\n", "\x85", "\u2028", "\u2029", "\x1b")), (
+            repr(message)
+        )
+    for line in everything.caplog.text.splitlines():
+        assert not line.startswith(FORGED[:20]), line
+        assert not line.lstrip().startswith(FORGED), line
+    forged = [r for r in ours if FORGED in r.getMessage()]
+    assert forged, "the forged text was logged (escaped) somewhere"

@@ -16,7 +16,7 @@ from shared.alerts.enums import FIRED, RESOLVED, monitor_condition, severity, si
 from shared.alerts.errors import INVALID_FIELD, MISSING_FIELD, SchemaError
 from shared.alerts.payload import COMMON_SCHEMA_ID, check_common_schema
 from shared.alerts.summaries import headline, never_resolves, summarize
-from shared.alerts.timestamps import format_timestamp, timestamp
+from shared.alerts.timestamps import essential_time, format_timestamp
 from shared.alerts.values import Budget, Keys, escaped_weight, plain, text
 from shared.alerts.version import SCHEMA_VERSION
 
@@ -154,8 +154,8 @@ def normalize(
                 target_group = target_group or ci["resourceGroup"]
                 break
 
-    fired_at = timestamp(e.get("firedDateTime"))
-    resolved_at = timestamp(e.get("resolvedDateTime"))
+    fired_at = essential_time(e.get("firedDateTime"), "data.essentials.firedDateTime")
+    resolved_at = essential_time(e.get("resolvedDateTime"), "data.essentials.resolvedDateTime")
     occurred_at = resolved_at if condition == RESOLVED else extract.event_time or fired_at
 
     custom = data.get("customProperties")

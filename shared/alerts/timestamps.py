@@ -10,12 +10,20 @@ Input formats seen in Azure Monitor payloads, all accepted:
 - US-style `3/22/2019 1:36:33 PM` (log alerts V1 `SearchIntervalStartTimeUtc`), UTC;
 - RFC 1123 `Wed, 21 Aug 2019 16:17:47 GMT` (autoscale `lastScaleActionTime`).
 Anything else, or an impossible date, gives None: never an exception.
+
+Accepted range: ``EARLIEST`` (1970-01-01T00:00:00Z) to ``LATEST`` (9999-12-31T23:59:59.999999Z),
+so every stored time has a 4-digit year, a non-negative epoch offset and one meaning in
+every index. A time outside it is treated like an unreadable one, except the alert's own
+``firedDateTime`` and ``resolvedDateTime``: ``essential_time`` refuses those with a 400
+naming the field (Azure Monitor never sends such an alert).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+
+from shared.alerts.errors import INVALID_FIELD, SchemaError
 
 _ISO = re.compile(
     r"\s*(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
@@ -40,12 +48,25 @@ _FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"
 _UTC_SUFFIXES = frozenset((None, "Z", "z", "UTC", "GMT", "+00:00", "+0000", "+00", "-00:00"))
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+_EPOCH = EARLIEST
+
+
 def format_timestamp(dt: datetime) -> str:
-    """`dt` in the output format; a naive datetime is taken as UTC."""
+    """`dt` in the output format; a naive datetime is taken as UTC.
+
+    The one formatter of every stored time (``format_micros`` too): fixed width, 4-digit
+    year, so string order is time order."""
     if dt.tzinfo is not None and dt.tzinfo is not UTC and dt.utcoffset():
         dt = dt.astimezone(UTC)
     # %-formatting of the fields: about half the cost of isoformat(timespec=...)
     return _FORMAT % (dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond)
+
+
+def format_micros(micros: int) -> str:
+    """Microseconds since the epoch in the output format (exact: no float on the way)."""
+    return format_timestamp(_EPOCH + timedelta(microseconds=micros))
 
 
 def parse_timestamp(value: object) -> datetime | None:
@@ -124,12 +145,12 @@ _CANONICAL = re.compile(
 
 
 def timestamp(value: object) -> str | None:
-    """`value` as an output timestamp, or None when it is not a recognizable time."""
+    """`value` as an output timestamp, or None when it is not a recognizable time in range."""
     if value is None:
         return None
     if isinstance(value, str):
         m = _CANONICAL.match(value)
-        if m is not None and value[:4] != "0000":
+        if m is not None and value[:4] >= "1970":
             frac = m.group(1)
             if frac is None:
                 return value[:19] + ".000000Z"
@@ -137,4 +158,17 @@ def timestamp(value: object) -> str | None:
                 return value[:26] + "Z"
             return value[:19] + (frac + "00000")[:7] + "Z"
     dt = parse_timestamp(value)
-    return None if dt is None else format_timestamp(dt)
+    return None if dt is None or not EARLIEST <= dt <= LATEST else format_timestamp(dt)
+
+
+def essential_time(value: object, field: str) -> str | None:
+    """``timestamp(value)`` for the alert's own times; SchemaError (400) when the value is a
+    time outside the accepted range, naming ``field``. Unreadable values stay tolerated."""
+    formatted = timestamp(value)
+    if formatted is None and parse_timestamp(value) is not None:
+        raise SchemaError(
+            INVALID_FIELD,
+            f"{field} must be between {format_timestamp(EARLIEST)} and {format_timestamp(LATEST)}.",
+            field,
+        )
+    return formatted

@@ -7,7 +7,6 @@ Retry-After; nothing a client sends can produce a 500.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -22,8 +21,9 @@ from shared import caller, responses, store, workitem_index
 from shared.api import history, params, security, views
 from shared.auth import Principal
 from shared.config import Settings
+from shared.log_text import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.json"
 CI_OPEN_ITEMS = 100  # open work items listed with a CI

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 
 from shared import table_keys, workitem_index
 from shared.alert_events import to_micros
+from shared.log_text import quoted
 from shared.workitem_index import OPEN_STATES, STATES, ItemFilter
 
 DEFAULT_TOP = 50
@@ -56,7 +57,7 @@ class BadRequest(Exception):
         super().__init__(detail)
         self.code = code
         self.detail = detail
-        self.field = field
+        self.field = None if field is None else quoted(field, 100)  # names can be hostile too
 
 
 class PayloadTooLarge(Exception):
@@ -104,6 +105,9 @@ def _show(text: str, limit: int = 60) -> str:
 # -- query strings --------------------------------------------------------------------------
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 def query_params(url: str, allowed: Sequence[str]) -> dict[str, str]:
     """The query string as a dict; unknown or repeated parameters are refused."""
     query = url.partition("?")[2].partition("#")[0]
@@ -137,6 +141,8 @@ def query_params(url: str, allowed: Sequence[str]) -> dict[str, str]:
             )
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
             raise BadRequest("invalid_parameter", f"{name} holds control characters.", name)
+        if _SURROGATE.search(value):
+            raise BadRequest("invalid_parameter", f"{name} holds an unpaired surrogate.", name)
         out[name] = value
     return out
 
@@ -224,9 +230,15 @@ def timestamp(params: Mapping[str, str], name: str) -> int | None:
         raise BadRequest("invalid_parameter", problem + example, name) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    if not 1970 <= parsed.astimezone(UTC).year <= 9999 or parsed.astimezone(UTC).year < 1971:
+    try:
+        utc = parsed.astimezone(UTC)
+    except (
+        OverflowError
+    ):  # 0001-01-01T00:00+01:00 is in year 0 in UTC, 9999-12-31T23:59-01:00 in 10000
+        utc = None
+    if utc is None or not 1971 <= utc.year <= 9999:
         raise BadRequest("invalid_parameter", f"{name} must be between 1971 and 9999.", name)
-    micros = to_micros(parsed.astimezone(UTC).isoformat())
+    micros = to_micros(utc.isoformat())
     if micros is None:  # pragma: no cover - fromisoformat accepted it
         raise BadRequest("invalid_parameter", problem + example, name)
     return micros
@@ -357,7 +369,9 @@ def ci_search(url: str) -> CiSearch:
     token = params.get("continuationToken")
     if token is None:
         return search
-    after = continuation(token, search.fingerprint(), lambda v: 0 < len(v) <= 1024)
+    after = continuation(
+        token, search.fingerprint(), lambda v: 0 < len(v) <= 1024 and table_keys.is_key_text(v)
+    )
     return CiSearch(search.query, search.resource_type, search.subscription, search.top, after)
 
 

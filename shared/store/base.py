@@ -6,7 +6,6 @@ docs/data-model.md, "Correctness under concurrency and failure": the lock, the c
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
 import threading
 import time
@@ -27,6 +26,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared import table_batch, table_keys, workitem_index
 from shared.alert_events import GroupKey, iso
+from shared.log_text import get_logger
 from shared.workitem_index import INDEX_TABLE
 from shared.workitem_rows import CREATE, MERGE, Props, RowOp
 from shared.workitems import (
@@ -37,7 +37,7 @@ from shared.workitems import (
 )
 from shared.write_coalescing import PartitionCoalescer
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 MAX_TRANSACTION_OPS = 100  # Table Storage's limit (Azurite breaks on 101)

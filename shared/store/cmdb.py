@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ from azure.data.tables import UpdateMode
 
 from shared import table_keys, workitem_index, workitem_rows
 from shared.alert_events import Ci, Event, GroupKey, to_micros
+from shared.log_text import get_logger
 from shared.store.base import _CI_CACHE, CI_ATTEMPTS, ContentionError, IndexOp, _now
 from shared.store.index import WRITES, _Index, _IndexWrites, _merge_upsert
 from shared.workitem_index import INDEX_TABLE
@@ -25,7 +25,7 @@ from shared.workitems import (
     merge_ci,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class _Cmdb(_Index):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from azure.data.tables import UpdateMode
 from shared import table_keys, workitem_index, workitem_rows
 from shared.alert_events import ALERT, FIRED, Event, GroupKey, iso, to_micros
 from shared.entity_props import SHORT_LIMIT, join_chunks, json_text, split_chunks, truncated
+from shared.log_text import get_logger
 from shared.store.base import (
     _GROUP_LOCKS,
     _ROOT_CACHE,
@@ -62,7 +62,7 @@ from shared.workitems import (
     record_of,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def _probably_opens_its_group(event: Event) -> bool:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, UpdateMode
 
 from shared import table_keys, workitem_index
+from shared.log_text import get_logger
 from shared.store.base import (
     _INDEX_ETAGS,
     _MONTHS,
@@ -34,7 +34,7 @@ from shared.workitems import (
     GroupState,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def _merge_upsert(key: workitem_index.Key, props: Props) -> tuple[Any, ...]:

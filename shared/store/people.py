@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from azure.data.tables import UpdateMode
 from shared import table_keys, workitem_rows
 from shared.alert_events import GroupKey, iso
 from shared.entity_props import SHORT_LIMIT, truncated
+from shared.log_text import get_logger
 from shared.store.base import (
     MAX_ATTEMPTS,
     ContentionError,
@@ -43,7 +43,7 @@ from shared.workitems import (
     with_overlay,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

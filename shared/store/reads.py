@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -16,11 +15,12 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient
 
 from shared import table_keys, workitem_index
+from shared.log_text import get_logger
 from shared.store.base import ItemNotFound, Page, _int, _is_table_missing, _parallel
 from shared.store.cmdb import _Cmdb
 from shared.workitem_index import INDEX_TABLE, ItemFilter
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 # What the API shows of a history entry (shared/api/views.py history_entry): no payload.
