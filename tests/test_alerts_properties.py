@@ -24,7 +24,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.alerts import SchemaError, normalize, parse_payload
+from shared.alerts import SchemaError, normalize, parse_payload, timestamps
 from shared.alerts import errors as codes
 from shared.alerts.summaries import SUMMARY_TYPES
 from tests.alert_samples import context_samples, envelope_samples, load, load_bytes, wrap_context
@@ -139,6 +139,15 @@ def mutated_payloads(draw: st.DrawFn) -> bytes:
     for marker, replacement in reversed(splices.items()):  # later markers may sit in earlier
         body = body.replace(marker, replacement)
     return body.encode("utf-8", "surrogatepass")
+
+
+ESSENTIAL_TIMES = ("firedDateTime", "resolvedDateTime")
+
+
+def _outside_time_range(value: object) -> bool:
+    """A readable time outside the accepted range, which ingest refuses naming the field."""
+    parsed = timestamps.parse_timestamp(value)
+    return parsed is not None and not timestamps.EARLIEST <= parsed <= timestamps.LATEST
 
 
 def _check(body: bytes) -> dict[str, Any] | None:
@@ -476,7 +485,9 @@ def test_field_payloads_normalize_or_get_a_documented_400(payload: dict[str, Any
     condition = essentials.get("monitorCondition")
     no_condition = condition is None or (isinstance(condition, str) and not condition.strip())
     if alert is None:
-        # the only thing such a payload can be rejected for is its condition
+        if any(_outside_time_range(essentials.get(f)) for f in ESSENTIAL_TIMES):
+            return  # documented 400: alert times outside 1970..9999 (docs/queue-message.md)
+        # otherwise the only thing such a payload can be rejected for is its condition
         assert condition not in ("Fired", "Resolved", "fired", "RESOLVED")
         if no_condition:
             assert essentials.get("monitoringService") not in STATELESS_SERVICES
