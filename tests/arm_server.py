@@ -304,7 +304,12 @@ class ArmServer:
                         fault = None
                     else:
                         status = fault.status
+                        # Recorded before the answer: a client that gives up on this answer
+                        # must find the call already counted (no race with the test's check).
+                        with server.lock:
+                            server.calls.append(Call(method, alert_id, new_state, comments, status))
                         self._error(fault.status, fault.code, "scripted fault", fault.headers)
+                        return
                 with server.lock:
                     alert = server.alerts.get(key)
                     if fault is None and alert is None:
@@ -317,8 +322,6 @@ class ArmServer:
                         alert["state"] = new_state
                     server.calls.append(Call(method, alert_id, new_state, comments, status))
                     snapshot = dict(alert) if alert else None
-                if fault is not None:
-                    return
                 if status == 404:
                     self._error(404, "ResourceNotFound", f"Alert '{alert_id}' was not found.")
                 elif status == 403:
