@@ -125,7 +125,7 @@ def test_timeline_shows_alert_events_and_peoples_changes(board: Board) -> None:
     expect(timeline.nth(1)).to_contain_text("Resolved")
     expect(timeline.nth(2)).to_contain_text("Fired")
     history = board.api.item(item_id).body["history"]
-    assert timeline.nth(2).locator(".when").inner_text() == history[0]["time"]
+    assert timeline.nth(2).locator(".when").inner_text() == history[2]["time"]
 
 
 def test_acknowledge_assign_note_resolve(board: Board) -> None:
