@@ -12,6 +12,7 @@ Layout (see docs/data-model.md):
                                                 RK = i|<item id>          work item
                                                 RK = b|<item id>|<ci>     item -> CI binding
                                                 RK = h|<group>|<event>    history entry
+                                                RK = o|<item id>|<seq>    alert sync outbox
     cmdb       PK = CI hash (20 chars)          RK = ci                   the CI
                                                 RK = w|<item id>          CI -> item binding
 """
@@ -41,6 +42,7 @@ BINDING_PREFIX = "b|"
 HISTORY_PREFIX = "h|"
 HIDDEN_PREFIX = "x|"
 TIMELINE_PREFIX = "t|"
+OUTBOX_PREFIX = "o|"
 NEWEST_FIRST = 10**18 - 1  # µs: 18 digits, so ascending row keys are newest first
 CI_ROW = "ci"
 CI_ITEM_PREFIX = "w|"
@@ -122,6 +124,15 @@ def timeline_prefix(item_id: str) -> str:
 def timeline_row(item_id: str, micros: int, entry_id: str) -> str:
     """An item's history entry in its timeline: newest first, one range query a page."""
     return f"{timeline_prefix(item_id)}{NEWEST_FIRST - max(0, micros):018d}|{entry_id}"
+
+
+def outbox_prefix(item_id: str) -> str:
+    return f"{OUTBOX_PREFIX}{item_id}|"
+
+
+def outbox_row(item_id: str, seq: int) -> str:
+    """A state change's alert sync messages until they are queued (docs/alert-sync.md)."""
+    return f"{outbox_prefix(item_id)}{seq:012d}"
 
 
 def history_prefix(group_hash: str) -> str:

@@ -2,8 +2,8 @@
 
 The messages are the ones the outbox will queue (alert_sync.plan_messages); Azurite holds
 the queue and the alertsync table; ARM and the managed identity endpoint are
-tests/arm_server.py. Until the work item store feeds the outbox (issue 13), these tests
-start at the queue.
+tests/arm_server.py. These tests start at the queue; tests/test_alert_outbox.py starts at the
+PATCH.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared import caller, responses, store, workitem_index
+from shared import alert_outbox, caller, responses, store, workitem_index
 from shared.api import history, params, security, views
 from shared.auth import Principal
 from shared.config import Settings
@@ -79,10 +79,11 @@ def _store(settings: Settings) -> store.WorkItemStore:
 
 
 def _item_response(
-    status: int, s: store.WorkItemStore, item: Any, correlation_id: str
+    status: int, settings: Settings, s: store.WorkItemStore, item: Any, correlation_id: str
 ) -> func.HttpResponse:
     item_id = str(item["id"])
     body = views.item_detail(item, [], s.item_cis(item_id), _now())
+    body["alertSync"] = alert_outbox.statuses(settings, item_id)
     body["history"], body["historyContinuationToken"] = history.latest(s, item)
     headers = {"ETag": params.etag_header(item.metadata["etag"])}
     return responses.json_response(status, {**body, "correlationId": correlation_id}, headers)
@@ -145,7 +146,9 @@ def _get(
     item = s.get_item(item_id)
     if item is None:
         raise store.ItemNotFound(item_id)
-    return _item_response(200, s, item, correlation_id)
+    # The outbox's repair: a PATCH that could not queue its alert sync left a record.
+    alert_outbox.flush(settings, s, item_id, alert_outbox.REPAIR_AFTER_S)
+    return _item_response(200, settings, s, item, correlation_id)
 
 
 def get_workitem(req: func.HttpRequest) -> func.HttpResponse:
@@ -193,6 +196,7 @@ def _update(
             _store_change(change),
             who,
             if_match=None if expected == params.ANY else tuple(expected),
+            sync_alerts=settings.alert_sync.enabled,
         )
     except store.PreconditionFailed as exc:
         headers = {"ETag": params.etag_header(exc.etag)} if exc.etag else {}
@@ -223,7 +227,10 @@ def _update(
         ", ".join(_changed(change)),
         correlation_id,
     )
-    return _item_response(200, s, item, correlation_id)
+    # After the commit, never failing the PATCH: queue this change's alert sync (and any
+    # an earlier PATCH of the item left unsent).
+    alert_outbox.flush(settings, s, item_id)
+    return _item_response(200, settings, s, item, correlation_id)
 
 
 def _store_change(change: params.ItemChange) -> store.Change:

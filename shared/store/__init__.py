@@ -30,7 +30,7 @@ from shared.store.base import (
     StoreInconsistent,
     clear_caches,
 )
-from shared.store.people import MAX_NOTE, Actor, Change
+from shared.store.people import MAX_NOTE, Actor, Change, OutboxRecord
 from shared.store.retention import Purged, _Retention
 from shared.workitems import Policy
 
@@ -63,6 +63,7 @@ __all__ = [
     "ContentionError",
     "InvalidTransition",
     "ItemNotFound",
+    "OutboxRecord",
     "Page",
     "PreconditionFailed",
     "Purged",

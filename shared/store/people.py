@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,10 +13,12 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
 )
 from azure.data.tables import UpdateMode
 
-from shared import table_keys, workitem_rows
+from shared import alert_sync_plan, table_keys, workitem_rows
 from shared.alert_events import GroupKey, iso
 from shared.entity_props import SHORT_LIMIT, truncated
 from shared.log_text import get_logger
@@ -122,6 +127,41 @@ def _with_person(
     return out
 
 
+MAX_OUTBOX_RECORDS = 20  # unsent records read at once (normally 0 or 1)
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """A committed state change's sync messages, not yet known to be queued."""
+
+    item_id: str
+    row_key: str
+    seq: int
+    at: int  # µs, when the change was made
+    messages: list[str]
+    etag: str
+
+
+def _outbox_op(item_id: str, seq: int, old: Any, new: Any, actor: Actor, when: int) -> list[RowOp]:
+    """The outbox record of a person's state change (none when the state stays).
+
+    An item lists at most MAX_ALERT_IDS alerts, so the messages fit one property.
+    `firing`: the item as a whole is not resolved (per-instance state is not kept here).
+    """
+    if new is None or old.state == new.state:
+        return []
+    alerts = tuple(alert_sync_plan.AlertRef(a, new.resolved_at is None) for a in new.alert_ids)
+    change = alert_sync_plan.StateChange(
+        item_id, seq, old.state, new.state, alert_sync_plan.PERSON, actor.name, alerts
+    )
+    messages = [r.to_message() for r in alert_sync_plan.plan(change).requests]
+    if not messages:
+        return []
+    # µs overflow Int32 (the SDK's int): kept as text
+    props = {"itemId": item_id, "seq": seq, "at": str(when), "messages": json.dumps(messages)}
+    return [RowOp(CREATE, table_keys.outbox_row(item_id, seq), props)]
+
+
 class _People(_Groups):
     """The store's people part (shared.store.WorkItemStore combines them)."""
 
@@ -160,8 +200,12 @@ class _People(_Groups):
         if_match: Sequence[str] | None = None,
         at: int | None = None,
         check_transition: bool = True,
+        sync_alerts: bool = False,
     ) -> Any:
         """A person's change to a work item: all of it, in one conditional write, or nothing.
+
+        `sync_alerts`: a state change also writes its outbox record (the Azure alert sync
+        messages, docs/alert-sync.md) in the same transaction; `outbox` reads it back.
 
         `if_match`: the item ETags the caller accepts (None: any). The check is airtight:
         the item is read again after its group root, and the write is conditional on that
@@ -206,6 +250,8 @@ class _People(_Groups):
             seq = root.seq + 1
             plan = _index_plan(old, new, updated)
             ops = _with_index_seq(ops, plan.changed, seq)
+            if sync_alerts:
+                ops = _outbox_op(item_id, seq, view, new.items.get(item_id), actor, when) + ops
             index.start_attempt(seq)
             self._index_before(plan, _index_ops(plan, seq), index)
             try:
@@ -313,6 +359,51 @@ class _People(_Groups):
         if found is None:
             raise ItemNotFound(item_id)
         return found
+
+    def outbox(self, item_id: str) -> list[OutboxRecord]:
+        """The item's unsent outbox records, oldest first (one range query, bounded)."""
+        item_id = table_keys.normalize_item_id(item_id)
+        flt = (
+            f"PartitionKey eq '{table_keys.item_partition(item_id)}' and "
+            + table_keys.prefix_filter(table_keys.outbox_prefix(item_id))
+        )
+        found = self._call(
+            table_keys.WORKITEMS_TABLE,
+            lambda t: list(
+                itertools.islice(
+                    t.query_entities(flt, results_per_page=MAX_OUTBOX_RECORDS), MAX_OUTBOX_RECORDS
+                )
+            ),
+        )
+        out = []
+        for e in found:
+            messages = json.loads(str(e.get("messages", "[]")))
+            out.append(
+                OutboxRecord(
+                    item_id,
+                    str(e["RowKey"]),
+                    int(e.get("seq", 0)),
+                    int(e.get("at", 0)),
+                    [str(m) for m in messages],
+                    str(e.metadata["etag"]),
+                )
+            )
+        return out
+
+    def outbox_sent(self, record: OutboxRecord) -> None:
+        """Delete a sent record (conditional: a record rewritten meanwhile stays)."""
+        pk = table_keys.item_partition(record.item_id)
+        with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
+            self._submit(
+                table_keys.WORKITEMS_TABLE,
+                [
+                    (
+                        "delete",
+                        {"PartitionKey": pk, "RowKey": record.row_key},
+                        {"etag": record.etag, "match_condition": MatchConditions.IfNotModified},
+                    )
+                ],
+            )
 
     def _root_for(self, item: Mapping[str, Any]) -> _Root:
         root = self._read_state(str(item["group"]))

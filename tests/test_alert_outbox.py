@@ -1,0 +1,205 @@
+"""PATCH -> outbox -> sync_alert_state -> the local ARM server, all through the host harness.
+
+Work items come from the real processor (tests/alert_factory.py), people's changes from the
+work item API with minted tokens, the sync calls from sync_alert_state against
+tests/arm_server.py (docs/alert-sync.md, "The outbox seam").
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from shared import alert_sync, store
+from shared.config import ALERT_SYNC_QUEUE, get_settings
+from tests import alert_factory as af
+from tests.api_support import USER_UPN, Api, api_session
+from tests.arm_server import ArmServer
+from tests.harness import FunctionsHost, QueueRunStats
+from tests.test_alert_sync import arm, arm_server  # noqa: F401  (fixtures)
+from tests.tokens import Mint
+
+
+@pytest.fixture
+def api(
+    arm: ArmServer,  # noqa: F811  (the fixture: identity and ARM endpoint set first)
+    host: FunctionsHost,
+    mint: Mint,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Api]:
+    yield from api_session(host, mint, monkeypatch)
+
+
+def run(host: FunctionsHost) -> QueueRunStats:
+    return host.run_queue(ALERT_SYNC_QUEUE, visibility_timeout=0, timeout=120)
+
+
+def item_with_alert(api: Api, arm: ArmServer, name: str) -> tuple[str, str]:  # noqa: F811
+    [item_id] = api.alerts(af.fired(name, 1))
+    alert = af.alert_id(name)
+    arm.add_alert(alert)
+    return item_id, alert
+
+
+def patch(api: Api, item_id: str, body: dict[str, str]) -> dict[str, object]:
+    answer = api.patch(item_id, body, "*", user=True)
+    assert answer.status == 200, answer
+    return dict(answer.body)
+
+
+def outbox(item_id: str) -> list[store.OutboxRecord]:
+    return store.store_for(get_settings()).outbox(item_id)
+
+
+def test_acknowledge_close_reopen_reach_the_azure_alert(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+) -> None:
+    item_id, alert = item_with_alert(api, arm, "outbox-1")
+    body = patch(api, item_id, {"state": "Acknowledged"})
+    # The answer did not wait for Azure: the sync is queued and shows pending.
+    assert arm.changes(alert) == []
+    assert [(s["alertId"], s["status"], s["state"]) for s in body["alertSync"]] == [
+        (alert, "pending", "Acknowledged")
+    ]
+    assert outbox(item_id) == []  # sent: the record is gone
+    assert run(host).succeeded == 1
+    ((state, comment),) = arm.changes(alert)
+    assert state == "Acknowledged"
+    assert comment is not None
+    assert USER_UPN in comment
+    assert item_id in comment
+    (status,) = api.item(item_id).body["alertSync"]
+    assert (status["status"], status["state"]) == ("done", "Acknowledged")
+    assert "could not" not in status["reason"]
+
+    patch(api, item_id, {"state": "Closed"})
+    run(host)
+    assert arm.state(alert) == "Closed"
+    patch(api, item_id, {"state": "New"})
+    run(host)
+    assert arm.state(alert) == "New"
+    assert [s for s, _ in arm.changes(alert)] == ["Acknowledged", "Closed", "New"]
+    # A note or an assignment changes no state: nothing is queued.
+    patch(api, item_id, {"note": "looking", "assignee": "bob@contoso.com"})
+    assert run(host).succeeded == 0
+    assert outbox(item_id) == []
+
+
+def test_an_alert_event_never_calls_azure(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+) -> None:
+    item_id, alert = item_with_alert(api, arm, "outbox-2")
+    api.alerts(af.resolved("outbox-2", 1, 5))
+    assert api.item(item_id).body["state"] == "Resolved"
+    assert outbox(item_id) == []
+    assert run(host).succeeded == 0
+    assert arm.changes(alert) == []
+    assert arm.posts() == []
+
+
+def test_a_crash_between_commit_and_send_is_repaired_once(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+) -> None:
+    item_id, alert = item_with_alert(api, arm, "outbox-3")
+    s = store.store_for(get_settings())
+    # The commit of a PATCH whose process died before it sent anything: the store's write
+    # alone, exactly as the handler makes it.
+    s.update_item(
+        item_id, store.Change(state="Acknowledged"), store.Actor(USER_UPN), sync_alerts=True
+    )
+    (record,) = outbox(item_id)
+    assert len(record.messages) == 1
+    assert run(host).succeeded == 0  # nothing queued
+    # A read of the item leaves a fresh record alone (its PATCH may still be sending).
+    assert api.item(item_id).body["alertSync"] == []
+    assert len(outbox(item_id)) == 1
+    # The item's next PATCH sends it, with its own change.
+    patch(api, item_id, {"note": "on it"})
+    assert outbox(item_id) == []
+    run(host)
+    assert arm.state(alert) == "Acknowledged"
+    assert [s for s, _ in arm.changes(alert)] == ["Acknowledged"]
+    # Sent twice (a retried repair): the sync skips the repeat; still one change in Azure.
+    alert_sync.send(get_settings(), record.messages)
+    run(host)
+    assert [s for s, _ in arm.changes(alert)] == ["Acknowledged"]
+
+
+def test_a_read_repairs_a_record_left_over_a_minute_ago(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+) -> None:
+    item_id, alert = item_with_alert(api, arm, "outbox-4")
+    s = store.store_for(get_settings())
+    two_minutes_ago = int((time.time() - 120) * 1_000_000)
+    s.update_item(
+        item_id,
+        store.Change(state="Closed"),
+        store.Actor(USER_UPN),
+        at=two_minutes_ago,
+        sync_alerts=True,
+    )
+    assert len(outbox(item_id)) == 1
+    body = api.item(item_id).body
+    assert [x["status"] for x in body["alertSync"]] == ["pending"]
+    assert outbox(item_id) == []
+    run(host)
+    assert arm.state(alert) == "Closed"
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_racing_patches_leave_azure_in_the_items_final_state(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+    attempt: int,
+) -> None:
+    item_id, alert = item_with_alert(api, arm, f"outbox-5-{attempt}")
+    patch(api, item_id, {"state": "Resolved"})
+    run(host)
+    assert arm.state(alert) == "Closed"
+    # From Resolved both orders are allowed (Closed -> New, New -> Closed), and they end
+    # in different states: whichever commits last must be what Azure shows.
+    answers: dict[str, int] = {}
+    start = threading.Barrier(2)
+
+    def change(state: str) -> None:
+        start.wait()
+        answers[state] = api.patch(item_id, {"state": state}, "*", user=True).status
+
+    threads = [threading.Thread(target=change, args=(s,)) for s in ("Closed", "New")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == {"Closed": 200, "New": 200}
+    final = api.item(item_id).body["state"]
+    assert final in ("Closed", "New")
+    run(host)
+    assert arm.state(alert) == final
+    assert outbox(item_id) == []
+
+
+def test_turned_off_writes_no_outbox_and_calls_nothing(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SYNC_ALERT_STATE", "false")
+    item_id, alert = item_with_alert(api, arm, "outbox-6")
+    body = patch(api, item_id, {"state": "Acknowledged"})
+    assert body["alertSync"] == []
+    assert outbox(item_id) == []
+    assert run(host).succeeded == 0
+    assert arm.changes(alert) == []
