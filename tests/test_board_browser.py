@@ -7,14 +7,18 @@ tests/test_board_browser.py -k screenshots (they are always taken, and checked, 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from azure.storage.blob import BlobServiceClient
 from playwright.sync_api import Page, expect
 
-from tests.alert_factory import fired, resolved
+from shared import alert_queue, processor
+from tests.alert_factory import fired, redelivered, resolved
 from tests.board_browser import (
     READ,
     Board,
@@ -110,22 +114,158 @@ def test_refresh_keeps_selection_and_scroll(board: Board) -> None:
     assert parse_qs(urlsplit(page.url).query)["item"] == [target]
 
 
+def timeline_ids(page: Page) -> list[str]:
+    return page.locator("ol.timeline > li").evaluate_all(
+        "items => items.map(li => li.getAttribute('data-id'))"
+    )
+
+
 def test_timeline_shows_alert_events_and_peoples_changes(board: Board) -> None:
     (item_id,) = board.api.alerts(fired("t1", 0), resolved("t1", 0, 5))
     etag = board.api.item(item_id).etag
     board.api.patch(item_id, {"note": "Looked at the disk graphs"}, etag, user=True)
+    # The paged detail the board keys on: the latest page, newest first, and no older page.
+    detail = board.api.item(item_id).body
+    history = detail["history"]
+    assert detail["historyContinuationToken"] is None
+    assert [(h["source"], h["effect"]) for h in history] == [
+        ("manual", "manual"),
+        ("alert", "resolved"),
+        ("alert", "created"),
+    ]
     page = board.page(path=f"/board/?item={item_id}")
     timeline = page.locator("ol.timeline > li")
     expect(timeline).to_have_count(3, timeout=TIMEOUT)
-    # Newest first: the person's note, then Resolved, then Fired, with their times as sent.
+    # Newest first, in the API's order: the note, then Resolved, then Fired, times as sent.
+    assert timeline_ids(page) == [h["id"] for h in history]
     first = timeline.nth(0)
     expect(first).to_have_class(re.compile("person"))
     expect(first.locator("strong")).to_have_text("ada@contoso.example")
     expect(first.locator("blockquote")).to_have_text("Looked at the disk graphs")
     expect(timeline.nth(1)).to_contain_text("Resolved")
     expect(timeline.nth(2)).to_contain_text("Fired")
-    history = board.api.item(item_id).body["history"]  # newest first: the Fired is last
-    assert timeline.nth(2).locator(".when").inner_text() == history[-1]["time"]
+    for n in (1, 2):
+        assert timeline.nth(n).locator(".when").inner_text() == history[n]["time"]
+    assert history[2]["time"] < history[1]["time"]
+    # A raw payload to show on each alert event, none on the person's change.
+    payload = "button[data-action='payload']"
+    expect(first.locator(payload)).to_have_count(0)
+    for n in (1, 2):
+        expect(timeline.nth(n).locator(payload)).to_have_text("Show raw payload")
+    expect(page.locator(f"#detail {payload}")).to_have_count(2)
+    # All of it is on the page: no button offers older events.
+    expect(page.get_by_role("button", name="Show older events")).to_have_count(0)
+
+
+def test_show_older_events_pages_back_until_the_oldest(board: Board) -> None:
+    board.api.configure(CORRELATION_MODE="rule")  # one item for all the rule's alerts
+    rule = {"rule": "Disk queue long", "rule_id": "/subscriptions/s/rules/disk-queue"}
+    (item_id,) = board.api.alerts(*(fired(f"h{n}", n * 5, **rule) for n in range(107)))
+    everything = board.api.get(
+        f"/api/workitems/{item_id}/history", query={"top": 200}, role=READ
+    ).body
+    assert everything["continuationToken"] is None
+    expected = [h["id"] for h in everything["value"]]
+    assert len(expected) == len(set(expected)) == 107
+    page = board.page(READ, path=f"/board/?item={item_id}")
+    pages: list[dict[str, Any]] = []
+    page.on(
+        "response",
+        lambda r: pages.append({"url": r.url, "body": r.json()}) if "/history?" in r.url else None,
+    )
+    timeline = page.locator("ol.timeline > li")
+    expect(timeline).to_have_count(50, timeout=TIMEOUT)
+    assert timeline_ids(page) == expected[:50]
+    older = page.get_by_role("button", name="Show older events")
+    older.dblclick()  # an impatient double click still asks for the page once
+    expect(timeline).to_have_count(100, timeout=TIMEOUT)
+    expect(page.locator(f"li[data-id='{expected[50]}']")).to_be_focused()
+    older.click()
+    expect(timeline).to_have_count(107, timeout=TIMEOUT)
+    expect(older).to_have_count(0)  # the last page's token was null
+    # Every entry once, newest first, as the API has them.
+    assert timeline_ids(page) == expected
+    times = page.locator("ol.timeline > li .when").all_inner_texts()
+    assert times == sorted(times, reverse=True)
+    # Two requests, each with the token the answer before gave, until the token was null.
+    assert len(pages) == 2, [p["url"] for p in pages]
+    detail_token = board.api.item(item_id).body["historyContinuationToken"]
+    queries = [parse_qs(urlsplit(p["url"]).query) for p in pages]
+    assert queries[0] == {"top": ["50"], "continuationToken": [detail_token]}
+    assert queries[1] == {
+        "top": ["50"],
+        "continuationToken": [pages[0]["body"]["continuationToken"]],
+    }
+    assert [len(p["body"]["value"]) for p in pages] == [50, 7]
+    assert pages[1]["body"]["continuationToken"] is None
+
+
+HOSTILE_PAYLOAD: dict[str, Any] = {
+    "schemaId": "azureMonitorCommonAlertSchema",
+    "data": {
+        "essentials": {
+            "alertRule": '<img src=x onerror="pwned(1)">',
+            "description": "<script>pwned(2)</script></pre><svg onload=pwned(3)>",
+        },
+        "alertContext": {'<b onmouseover="pwned(4)">': "javascript:pwned(5)", "emoji": "\u26a0"},
+    },
+}
+
+
+def test_raw_payload_is_shown_as_text_and_a_missing_one_says_so(board: Board, storage: str) -> None:
+    evil = fired("raw-evil", 1, rule=HOSTILE_TITLE, description=HOSTILE_TEXT)
+    processor.handle(alert_queue.encode(evil, HOSTILE_PAYLOAD), 1, "raw-evil-message")
+    (evil_id,) = board.api.alerts(redelivered(evil))
+    # A payload too big for the history entry goes to a claim-check blob; retention deletes
+    # it, and then the event has no payload any more.
+    big = fired("raw-gone", 2, rule="Payload gone")
+    noise = {
+        "schemaId": "azureMonitorCommonAlertSchema",
+        "data": {"noise": os.urandom(60_000).hex()},
+    }
+    processor.handle(alert_queue.encode(big, noise), 1, "raw-gone-message")
+    (gone_id,) = board.api.alerts(redelivered(big))
+    gone = board.api.item(gone_id).body
+    blob_path = gone["history"][0]["alert"]["payloadBlob"]
+    container, name = blob_path.split("/", 1)
+    blobs = BlobServiceClient.from_connection_string(storage)
+    blobs.get_blob_client(container, name).delete_blob()
+
+    page = board.page(READ, path=f"/board/?item={evil_id}")
+    event = page.locator("ol.timeline > li").first
+    button = event.locator("button[data-action='payload']")
+    expect(button).to_have_text("Show raw payload", timeout=TIMEOUT)
+    button.click()
+    shown = event.locator("pre.payload")
+    expect(shown).to_be_visible(timeout=TIMEOUT)
+    expect(button).to_have_attribute("aria-expanded", "true")
+    # The JSON as Azure Monitor sent it, as text: nothing in it became an element.
+    assert json.loads(shown.inner_text()) == HOSTILE_PAYLOAD
+    assert shown.evaluate("pre => pre.children.length") == 0
+    shown.hover()
+    assert page.locator("#view img, #view script, #view svg, #view b").count() == 0
+    assert ran(page) == {"pwned": [], "csp": []}
+    assert board.dialogs == []
+    page.evaluate("pwned('control')")  # the hook records what does call it
+    assert ran(page)["pwned"] == ["control"]
+    # The same button hides it again.
+    expect(button).to_have_text("Hide raw payload")
+    button.click()
+    expect(shown).to_have_count(0)
+    expect(button).to_have_attribute("aria-expanded", "false")
+    expect(button).to_have_text("Show raw payload")
+
+    page.locator(f"a[data-id='{gone_id}']").click()
+    expect(page.locator("#detail-title")).to_have_text(gone["title"], timeout=TIMEOUT)
+    statuses: list[int] = []
+    page.on("response", lambda r: statuses.append(r.status) if "/payload" in r.url else None)
+    event = page.locator("ol.timeline > li").first
+    event.get_by_role("button", name="Show raw payload").click()
+    expect(event.locator(".error")).to_have_text(
+        "No payload is kept for this event.", timeout=TIMEOUT
+    )
+    assert statuses == [404]
+    expect(event.locator("pre.payload")).to_have_count(0)
 
 
 def test_acknowledge_assign_note_resolve(board: Board) -> None:

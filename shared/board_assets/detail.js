@@ -3,7 +3,6 @@
 import { el, append, clear, ciName, externalLink, severityBadge, stateBadge, time } from "./dom.js";
 import { getItem, patchItem, historyPage, eventPayload, explain, ApiError } from "./api.js";
 
-const TIMELINE_PAGE = 50;
 const TRANSITIONS = {
   New: ["Acknowledged", "InProgress", "Resolved", "Closed"],
   Acknowledged: ["InProgress", "Resolved", "Closed"],
@@ -42,16 +41,20 @@ export function differences(before, after) {
   return out;
 }
 
+// Which ItemDetail a host shows now: an answer arriving after the person opened another item
+// must not draw the old item over it.
+const OWNER = new WeakMap();
+
 export class ItemDetail {
   constructor(host, { id, session, ciLink, onChanged, onBack, setStatus }) {
     Object.assign(this, { host, id, session, ciLink, onChanged, onBack, setStatus });
     this.item = null;
     this.etag = null;
     this.message = null; // {kind, nodes}
-    this.timeline = [];
-    this.historyToken = null;
-    this.paged = false; // true: the server pages the history (issue 13's contract)
-    this.shown = TIMELINE_PAGE;
+    this.timeline = []; // newest first: the detail's latest page, then each older page
+    this.historyToken = null; // the next older page's, or null when all is shown
+    this.loadingOlder = false;
+    OWNER.set(host, this);
   }
 
   async load({ keepMessage = false } = {}) {
@@ -69,11 +72,8 @@ export class ItemDetail {
   accept(body, etag) {
     this.item = body;
     this.etag = etag;
-    this.paged = Object.prototype.hasOwnProperty.call(body, "historyContinuationToken");
-    // Paged detail: the latest page, newest first. Older servers: all of it, oldest first.
-    this.timeline = this.paged ? [...body.history] : [...body.history].reverse();
-    this.historyToken = this.paged ? body.historyContinuationToken : null;
-    this.shown = TIMELINE_PAGE;
+    this.timeline = Array.isArray(body.history) ? [...body.history] : [];
+    this.historyToken = body.historyContinuationToken || null;
   }
 
   async act(change, label) {
@@ -132,23 +132,35 @@ export class ItemDetail {
     this.setStatus("Someone else changed this item; your action was not applied.");
   }
 
-  async olderHistory() {
-    if (this.paged) {
-      try {
-        const { body } = await historyPage(this.id, this.historyToken);
-        this.timeline.push(...body.value);
-        this.historyToken = body.continuationToken;
-      } catch (error) {
-        this.message = { kind: "error", nodes: [explain(error)] };
-      }
+  async olderHistory(button) {
+    // One page at a time: a second click while a page loads would ask for the same page again.
+    if (this.loadingOlder || !this.historyToken) return;
+    this.loadingOlder = true;
+    button.disabled = true;
+    const before = this.timeline.length;
+    try {
+      const { body } = await historyPage(this.id, this.historyToken);
+      const known = new Set(this.timeline.map((e) => e.id));
+      this.timeline.push(...(Array.isArray(body.value) ? body.value : []).filter((e) => !known.has(e.id)));
+      this.historyToken = body.continuationToken || null;
+    } catch (error) {
+      this.message = { kind: "error", nodes: [explain(error)] };
+    } finally {
+      this.loadingOlder = false;
     }
-    this.shown += TIMELINE_PAGE;
     this.render();
-    this.host.querySelector(`li[data-id="${CSS.escape(String(this.timeline[this.shown - TIMELINE_PAGE]?.id))}"]`)
-      ?.focus();
+    // Focus the first entry the page added, so keyboard and screen reader users carry on there.
+    const first = this.timeline[before];
+    if (first) this.host.querySelector(`li[data-id="${CSS.escape(String(first.id))}"]`)?.focus();
   }
 
   async payload(entry, holder, button) {
+    if (button.getAttribute("aria-expanded") === "true") {
+      holder.replaceChildren();
+      button.setAttribute("aria-expanded", "false");
+      button.textContent = "Show raw payload";
+      return;
+    }
     button.disabled = true;
     try {
       const { body } = await eventPayload(this.id, entry.id);
@@ -160,9 +172,12 @@ export class ItemDetail {
           : explain(error)));
     }
     button.disabled = false;
+    button.setAttribute("aria-expanded", "true");
+    button.textContent = "Hide raw payload";
   }
 
   render() {
+    if (OWNER.get(this.host) !== this) return;
     const host = clear(this.host);
     const item = this.item;
     host.append(el("button", { type: "button", class: "back", "data-action": "back",
@@ -277,14 +292,12 @@ export class ItemDetail {
   }
 
   timelineSection() {
-    const entries = this.timeline.slice(0, this.shown);
-    const more = this.paged ? Boolean(this.historyToken) || this.timeline.length > this.shown
-      : this.timeline.length > this.shown;
+    const older = this.historyToken ? el("button", { type: "button", "data-action": "older",
+      onclick: () => this.olderHistory(older) }, "Show older events") : null;
     return el("section", { "aria-labelledby": "s-timeline" },
       el("h3", { id: "s-timeline" }, "Timeline"),
-      el("ol", { class: "timeline" }, entries.map((e) => this.entry(e))),
-      more ? el("button", { type: "button", "data-action": "older", onclick: () => this.olderHistory() },
-        "Show older events") : null);
+      el("ol", { class: "timeline" }, this.timeline.map((e) => this.entry(e))),
+      older);
   }
 
   entry(e) {
@@ -302,9 +315,11 @@ export class ItemDetail {
       people && e.note ? el("blockquote", { class: "note" }, e.note) : null,
       !people && (alert.status || alert.condition) ? el("div", { class: "sub" },
         [alert.status, alert.condition, alert.severity].filter(Boolean).join(" · ")) : null);
-    if (!people && this.paged && e.id) {
-      const holder = el("div", {});
+    // Only alert events have a payload (what Azure Monitor sent); people's changes have none.
+    if (e.source === "alert" && e.id) {
+      const holder = el("div", { id: `payload-${e.id}` });
       const button = el("button", { type: "button", class: "small", "data-action": "payload",
+        "aria-expanded": "false", "aria-controls": holder.id,
         onclick: () => this.payload(e, holder, button) }, "Show raw payload");
       li.append(button, holder);
     }
