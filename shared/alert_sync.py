@@ -41,7 +41,7 @@ from shared.alert_sync_plan import (
     plan,
 )
 from shared.alert_sync_results import SyncResults, TableSyncResults
-from shared.azure_alerts import AlertsClient, SyncOutcome, TransientArmError, quoted
+from shared.azure_alerts import AlertsClient, SyncOutcome, TransientArmError
 from shared.config import (
     ALERT_SYNC_POISON_QUEUE,
     ALERT_SYNC_QUEUE,
@@ -49,7 +49,7 @@ from shared.config import (
     StorageSettings,
     get_settings,
 )
-from shared.log_text import get_logger
+from shared.log_text import get_logger, quoted
 
 log = get_logger(__name__)
 

@@ -22,7 +22,6 @@ reason: 404 the alert is gone, 403 no permission, another 4xx rejected), or
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +41,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest, HttpResponse
 
 from shared.alert_sync_plan import USER_STATES, is_alert_id
-from shared.log_text import get_logger
+from shared.log_text import get_logger, quoted
 
 log = get_logger(__name__)
 
@@ -88,11 +87,6 @@ class TransientArmError(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
-
-
-def quoted(value: object) -> str:
-    """A value as a log line may quote it: ASCII, escaped, bounded."""
-    return json.dumps(str(value)[:_MAX_ERROR_TEXT], ensure_ascii=True)
 
 
 class _ArmRetryPolicy(RetryPolicy[HttpRequest, HttpResponse]):
