@@ -94,8 +94,10 @@ def test_a_stateless_log_alert_every_5_minutes_that_never_resolves(
 
 @pytest.mark.slow
 def test_a_service_health_incident_with_many_updates(workitem_env: WorkItemEnv) -> None:
-    alerts = [af.service_health("TRK-LONG", "Active", n * 20) for n in range(60)]
-    alerts.append(af.service_health("TRK-LONG", "Resolved", 60 * 20))
+    # Updates 5 minutes apart: with four messages in flight, a late one stays well within
+    # the 30-minute horizon (20 minutes apart, one stalled worker could fall behind it).
+    alerts = [af.service_health("TRK-LONG", "Active", n * 5) for n in range(60)]
+    alerts.append(af.service_health("TRK-LONG", "Resolved", 60 * 5))
     check_shape(workitem_env, alerts)
     (item,) = workitem_env.items()
     assert item["state"] == "Resolved"
