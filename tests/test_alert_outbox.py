@@ -10,10 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
 from shared import alert_sync, store
+from shared.alert_sync_plan import SyncRequest
 from shared.config import ALERT_SYNC_QUEUE, get_settings
 from tests import alert_factory as af
 from tests.api_support import USER_UPN, Api, api_session
@@ -157,19 +159,62 @@ def test_a_read_repairs_a_record_left_over_a_minute_ago(
     assert arm.state(alert) == "Closed"
 
 
-@pytest.mark.parametrize("attempt", range(3))
+def take_queued(host: FunctionsHost) -> list[SyncRequest]:
+    """Every sync message queued so far, taken off the queue (delivered later, in an order
+    the test chooses)."""
+    client = host.queue_client(ALERT_SYNC_QUEUE)
+    taken = []
+    for message in client.receive_messages(messages_per_page=32, visibility_timeout=60):
+        taken.append(SyncRequest.from_message(host.queue_settings.decode(message.content).decode()))
+        client.delete_message(message)
+    return taken
+
+
+def deliver_newest_first(host: FunctionsHost, requests: list[SyncRequest]) -> None:
+    """Deliver the messages against their change sequence: the newest change's first, each
+    run to its end before the next older one is queued."""
+    for request in sorted(requests, key=lambda r: -r.seq):
+        alert_sync.send(get_settings(), [request.to_message()])
+        assert run(host).succeeded == 1
+
+
+@pytest.mark.parametrize("states", [("Closed", "New"), ("New", "Closed")])
+def test_syncs_delivered_against_the_change_order_leave_azure_in_the_final_state(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+    states: tuple[str, str],
+) -> None:
+    item_id, alert = item_with_alert(api, arm, f"outbox-5-{states[0]}")
+    patch(api, item_id, {"state": "Resolved"})
+    run(host)
+    assert arm.state(alert) == "Closed"
+    first, second = states  # from Resolved both orders are allowed
+    patch(api, item_id, {"state": first})
+    patch(api, item_id, {"state": second})
+    older, newer = sorted(take_queued(host), key=lambda r: r.seq)
+    assert (older.target_state, newer.target_state) == (first, second)
+    deliver_newest_first(host, [older, newer])
+    assert api.item(item_id).body["state"] == second
+    assert arm.state(alert) == second
+    # The older change never reached Azure: it arrived after the newer one, and was stale
+    # (a newer Closed found the alert Closed already: nothing to send).
+    expected = ["Closed"] if second == "Closed" else ["Closed", second]
+    assert [s for s, _ in arm.changes(alert)] == expected
+    (status,) = api.item(item_id).body["alertSync"]
+    assert (status["seq"], status["state"], status["status"]) == (newer.seq, second, "done")
+
+
 def test_two_racing_patches_leave_azure_in_the_items_final_state(
     api: Api,
     arm: ArmServer,  # noqa: F811
     host: FunctionsHost,
-    attempt: int,
 ) -> None:
-    item_id, alert = item_with_alert(api, arm, f"outbox-5-{attempt}")
+    item_id, alert = item_with_alert(api, arm, "outbox-5-race")
     patch(api, item_id, {"state": "Resolved"})
     run(host)
-    assert arm.state(alert) == "Closed"
-    # From Resolved both orders are allowed (Closed -> New, New -> Closed), and they end
-    # in different states: whichever commits last must be what Azure shows.
+    # Two PATCHes race to commit (either may win), and their syncs are then delivered
+    # against the order the commits got: whichever committed last must be what Azure shows.
     answers: dict[str, int] = {}
     start = threading.Barrier(2)
 
@@ -184,9 +229,30 @@ def test_two_racing_patches_leave_azure_in_the_items_final_state(
         t.join()
     assert answers == {"Closed": 200, "New": 200}
     final = api.item(item_id).body["state"]
-    assert final in ("Closed", "New")
-    run(host)
+    requests = take_queued(host)
+    assert {r.target_state for r in requests} == {"Closed", "New"}
+    assert max(requests, key=lambda r: r.seq).target_state == final
+    deliver_newest_first(host, requests)
     assert arm.state(alert) == final
+    assert outbox(item_id) == []
+
+
+def test_retention_deletes_the_items_unsent_outbox_records(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+) -> None:
+    [item_id] = api.alerts(af.fired("outbox-old", 0))
+    api.alerts(af.resolved("outbox-old", 0, 30))
+    s = store.store_for(get_settings())
+    long_ago = int((af.BASE + timedelta(hours=1)).timestamp() * 1_000_000)
+    # Closed by a person long ago, whose PATCH never sent its sync: the record stayed.
+    s.update_item(
+        item_id, store.Change(state="Closed"), store.Actor(USER_UPN), at=long_ago, sync_alerts=True
+    )
+    assert len(outbox(item_id)) == 1
+    host.fire_timer("purge_expired")
+    assert s.get_item(item_id) is None
     assert outbox(item_id) == []
 
 

@@ -137,8 +137,14 @@ class _Retention(_People):
             f"PartitionKey eq '{pk}' and "
             + table_keys.prefix_filter(table_keys.binding_prefix(item_id)),
         )
+        # Alert sync outbox records not sent yet (docs/alert-sync.md): the item is gone.
+        outbox = self._query(
+            table_keys.WORKITEMS_TABLE,
+            f"PartitionKey eq '{pk}' and "
+            + table_keys.prefix_filter(table_keys.outbox_prefix(item_id)),
+        )
         keys = [(pk, rk) for rk in entries] + [
-            (pk, str(r["RowKey"])) for r in [*timeline, *bindings]
+            (pk, str(r["RowKey"])) for r in [*timeline, *bindings, *outbox]
         ]
         self._delete_quietly(table_keys.WORKITEMS_TABLE, keys)
         self._delete_quietly(table_keys.WORKITEMS_TABLE, [(pk, table_keys.item_row(item_id))])
