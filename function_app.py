@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared import alert_sync, board, ingest, processor, retention
+from shared import alert_outbox, alert_sync, board, ingest, processor, retention
 from shared.api import handlers as workitem_api
 from shared.config import ALERT_SYNC_QUEUE, ALERTS_QUEUE, STORAGE_CONNECTION
 
@@ -29,6 +29,14 @@ def process_alert(msg: func.QueueMessage) -> None:
 @app.queue_trigger(arg_name="msg", queue_name=ALERT_SYNC_QUEUE, connection=STORAGE_CONNECTION)
 def sync_alert_state(msg: func.QueueMessage) -> None:
     alert_sync.handle(msg.get_body().decode("utf-8"), msg.dequeue_count or 1, msg.id)
+
+
+# Every 2 minutes: alert sync messages a PATCH committed but did not queue (its process
+# died, the queue failed) are queued now; one bounded batch a run (shared/alert_outbox.py).
+@app.function_name("repair_alert_sync")
+@app.timer_trigger(arg_name="timer", schedule="0 */2 * * * *", run_on_startup=False)
+def repair_alert_sync(timer: func.TimerRequest) -> None:
+    alert_outbox.run()
 
 
 # Daily at 02:30 UTC: resolved and closed work items older than RETENTION_DAYS go.

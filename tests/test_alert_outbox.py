@@ -14,7 +14,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared import alert_sync, store
+from shared import alert_outbox, alert_sync, store
+from shared.alert_outbox_index import InFlight, OutboxIndex
 from shared.alert_sync_plan import SyncRequest
 from shared.config import ALERT_SYNC_QUEUE, get_settings
 from tests import alert_factory as af
@@ -68,7 +69,8 @@ def test_acknowledge_close_reopen_reach_the_azure_alert(
     assert [(s["alertId"], s["status"], s["state"]) for s in body["alertSync"]] == [
         (alert, "pending", "Acknowledged")
     ]
-    assert outbox(item_id) == []  # sent: the record is gone
+    assert outbox(item_id) == []  # sent: the record is gone, and its index row
+    assert in_flight() == []
     assert run(host).succeeded == 1
     ((state, comment),) = arm.changes(alert)
     assert state == "Acknowledged"
@@ -134,6 +136,106 @@ def test_a_crash_between_commit_and_send_is_repaired_once(
     alert_sync.send(get_settings(), record.messages)
     run(host)
     assert [s for s, _ in arm.changes(alert)] == ["Acknowledged"]
+
+
+def in_flight() -> list[InFlight]:
+    """The outbox index's rows (all of them: written before an hour from now)."""
+    return OutboxIndex(get_settings().storage).oldest(int((time.time() + 3600) * 1e6), 100)
+
+
+def crashed_commit(item_id: str, state: str, at: int | None = None) -> store.OutboxRecord:
+    """The commit of a PATCH whose process died before it sent anything: the store's write
+    with its index row, exactly as the handler makes them, and no flush."""
+    settings = get_settings()
+    store.store_for(settings).update_item(
+        item_id,
+        store.Change(state=state),
+        store.Actor(USER_UPN),
+        at=at,
+        sync_alerts=True,
+        before_outbox=alert_outbox.before_commit(settings),
+    )
+    (record,) = outbox(item_id)
+    assert [(f.item_id, f.seq, f.at) for f in in_flight()] == [(item_id, record.seq, record.at)]
+    return record
+
+
+def test_the_timer_repairs_a_crash_between_commit_and_send_once(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+) -> None:
+    item_id, alert = item_with_alert(api, arm, "outbox-7")
+    two_minutes_ago = int((time.time() - 120) * 1_000_000)
+    crashed_commit(item_id, "Acknowledged", two_minutes_ago)
+    assert run(host).succeeded == 0  # nothing queued
+    # Nobody reads or changes the item again: the timer alone sends it.
+    host.fire_timer("repair_alert_sync")
+    assert outbox(item_id) == []
+    assert in_flight() == []
+    assert run(host).succeeded == 1
+    assert [s for s, _ in arm.changes(alert)] == ["Acknowledged"]
+    assert [x["status"] for x in api.item(item_id).body["alertSync"]] == ["done"]
+    host.fire_timer("repair_alert_sync")  # nothing left to repair
+    assert run(host).succeeded == 0
+    assert [s for s, _ in arm.changes(alert)] == ["Acknowledged"]
+
+
+def test_the_timer_leaves_a_fresh_record_to_its_patch_then_sends_it(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+) -> None:
+    item_id, alert = item_with_alert(api, arm, "outbox-8")
+    crashed_commit(item_id, "Closed")
+    host.fire_timer("repair_alert_sync")  # its PATCH may still be sending it
+    assert len(outbox(item_id)) == 1
+    assert run(host).succeeded == 0
+    settings = get_settings()
+    later = alert_outbox.repair(settings, store.store_for(settings), now=time.time() + 90)
+    assert (later.examined, later.sent, later.removed) == (1, 1, 0)
+    assert outbox(item_id) == []
+    assert in_flight() == []
+    run(host)
+    assert [s for s, _ in arm.changes(alert)] == ["Closed"]
+
+
+def test_a_record_sent_but_not_deleted_is_sent_again_harmlessly(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+) -> None:
+    item_id, alert = item_with_alert(api, arm, "outbox-9")
+    record = crashed_commit(item_id, "Acknowledged", int((time.time() - 120) * 1_000_000))
+    # The PATCH queued the messages, then died before it deleted the record.
+    alert_sync.send(get_settings(), record.messages)
+    run(host)
+    host.fire_timer("repair_alert_sync")  # sends them again
+    assert outbox(item_id) == []
+    assert run(host).succeeded == 1
+    assert [s for s, _ in arm.changes(alert)] == ["Acknowledged"]  # once in effect
+
+
+def test_the_timer_forgets_index_rows_of_transactions_that_never_committed(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+) -> None:
+    item_id, alert = item_with_alert(api, arm, "outbox-10")
+    settings = get_settings()
+    index = OutboxIndex(settings.storage)
+    now = time.time()
+    # Written before commits that then failed (a conflict, storage down): no record.
+    old = InFlight(item_id, 7, int((now - alert_outbox.ORPHAN_AFTER_S - 60) * 1e6))
+    recent = InFlight(item_id, 8, int((now - 120) * 1e6))
+    index.add(old)
+    index.add(recent)
+    done = alert_outbox.repair(settings, store.store_for(settings), now=now)
+    assert (done.examined, done.sent, done.removed) == (2, 0, 1)
+    # The recent one may still belong to a commit in flight: it stays until it is old.
+    assert in_flight() == [recent]
+    assert run(host).succeeded == 0
+    assert arm.changes(alert) == []
 
 
 def test_a_read_repairs_a_record_left_over_a_minute_ago(

@@ -73,6 +73,7 @@ def test_worker_indexes_exactly_our_functions(indexed: list[Any]) -> None:
             "process_alert",
             "receive_alert",
             "sync_alert_state",
+            "repair_alert_sync",
             "purge_expired",
             *WORK_ITEM_API,
             *BOARD,
@@ -137,6 +138,14 @@ def test_retention_runs_daily_on_a_timer(indexed: list[Any]) -> None:
     trigger = _bindings(metadata)["timer"]
     assert trigger["type"] == "timerTrigger"
     assert trigger["schedule"] == "0 30 2 * * *"
+    assert not trigger.get("runOnStartup")
+
+
+def test_the_alert_sync_outbox_is_repaired_every_two_minutes(indexed: list[Any]) -> None:
+    metadata = next(m for m in indexed if m.name == "repair_alert_sync")
+    trigger = _bindings(metadata)["timer"]
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == "0 */2 * * * *"
     assert not trigger.get("runOnStartup")
 
 

@@ -197,6 +197,7 @@ def _update(
             who,
             if_match=None if expected == params.ANY else tuple(expected),
             sync_alerts=settings.alert_sync.enabled,
+            before_outbox=alert_outbox.before_commit(settings),
         )
     except store.PreconditionFailed as exc:
         headers = {"ETag": params.etag_header(exc.etag)} if exc.etag else {}

@@ -6,7 +6,7 @@ import contextlib
 import itertools
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,11 +201,14 @@ class _People(_Groups):
         at: int | None = None,
         check_transition: bool = True,
         sync_alerts: bool = False,
+        before_outbox: Callable[[str, int, int], None] | None = None,
     ) -> Any:
         """A person's change to a work item: all of it, in one conditional write, or nothing.
 
         `sync_alerts`: a state change also writes its outbox record (the Azure alert sync
         messages, docs/alert-sync.md) in the same transaction; `outbox` reads it back.
+        `before_outbox(item_id, seq, at)` runs just before a transaction that writes one
+        (the repair timer's index row, written first so a crash after the commit leaves it).
 
         `if_match`: the item ETags the caller accepts (None: any). The check is airtight:
         the item is read again after its group root, and the write is conditional on that
@@ -251,7 +254,10 @@ class _People(_Groups):
             plan = _index_plan(old, new, updated)
             ops = _with_index_seq(ops, plan.changed, seq)
             if sync_alerts:
-                ops = _outbox_op(item_id, seq, view, new.items.get(item_id), actor, when) + ops
+                outbox = _outbox_op(item_id, seq, view, new.items.get(item_id), actor, when)
+                if outbox and before_outbox is not None:
+                    before_outbox(item_id, seq, when)
+                ops = outbox + ops
             index.start_attempt(seq)
             self._index_before(plan, _index_ops(plan, seq), index)
             try:
