@@ -9,7 +9,8 @@ Failure handling, as the Functions host sees it:
 - a message that can never be carried out (bad JSON, not an alert id) raises
   PermanentSyncError on every attempt and ends in `alert-state-sync-poison`;
 - 404 (the alert is gone) and 403 (no permission) are final: recorded as failed with the
-  reason, logged with the alert id, never retried;
+  reason (the alert's status, and an entry in the item's history), logged with the alert
+  id, never retried;
 - 429, 5xx and timeouts raise SyncRetryLater, so the host delivers the message again; on
   the last attempt (MAX_ATTEMPTS, host.json's maxDequeueCount) the alerts still open are
   recorded as failed instead, so nothing is retried forever and no other message waits;
@@ -27,7 +28,7 @@ from functools import cache
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 
-from shared import storage
+from shared import storage, store
 from shared.alert_sync_plan import (
     DONE,
     FAILED,
@@ -166,25 +167,59 @@ def sync_one(
     return outcome
 
 
-def give_up(results: SyncResults, request: SyncRequest, alert_id: str, reason: str) -> None:
-    """Record the sync as failed for good, unless it ended or a newer one owns the alert."""
+def give_up(results: SyncResults, request: SyncRequest, alert_id: str, reason: str) -> bool:
+    """Record the sync as failed for good, unless it ended or a newer one owns the alert
+    (False: left alone)."""
     row, etag = results.load(request.item_id, alert_id)
     if row is not None and row.seq > request.seq:
-        return  # a newer change owns this alert now
+        return False  # a newer change owns this alert now
     if row is not None and row.seq == request.seq and row.status != PENDING:
-        return  # a copy of this message already ended it (done stays done)
+        return False  # a copy of this message already ended it (done stays done)
     if row is not None and row.status == PENDING and row.lease_until > time.time():
-        return  # the holder will record its own outcome
+        return False  # the holder will record its own outcome
     failed = SyncRow(request.seq, FAILED, request.target_state, 0.0, reason)
-    if results.claim(request.item_id, alert_id, failed, etag) is not None:
-        log.error(
-            "alert %s, item %s: gave up setting it to %s after %d attempts: %s",
-            quoted(alert_id),
-            request.item_id,
-            request.target_state,
-            MAX_ATTEMPTS,
-            quoted(reason),
-        )
+    if results.claim(request.item_id, alert_id, failed, etag) is None:
+        return False
+    log.error(
+        "alert %s, item %s: gave up setting it to %s after %d attempts: %s",
+        quoted(alert_id),
+        request.item_id,
+        request.target_state,
+        MAX_ATTEMPTS,
+        quoted(reason),
+    )
+    return True
+
+
+class _Ended:
+    """The first alert of a message that ended done, and the first that failed: what the
+    item's history records (shared/store/sync_history.py: one entry per change and outcome)."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[str, str]] = {}  # status -> (alert id, reason)
+
+    def add(self, status: str, alert_id: str, reason: str) -> None:
+        if status in (DONE, FAILED):
+            self.first.setdefault(status, (alert_id, reason))
+
+    def add_outcome(
+        self, results: SyncResults, request: SyncRequest, alert_id: str, ended: object
+    ) -> None:
+        if isinstance(ended, SyncOutcome):
+            self.add(DONE if ended.succeeded else FAILED, alert_id, ended.reason)
+        elif ended is Decision.DUPLICATE:  # a redelivery: record what the first one ended in
+            row, _etag = results.load(request.item_id, alert_id)
+            if row is not None and row.seq == request.seq:
+                self.add(row.status, alert_id, row.reason)
+
+    def record(self, settings: Settings, request: SyncRequest) -> None:
+        """Write the entries (AzureError propagates: a redelivery writes them again)."""
+        items = store.store_for(settings)
+        at = int(time.time() * 1_000_000)
+        for status, (alert_id, reason) in sorted(self.first.items()):
+            items.add_sync_entry(
+                request.item_id, request.seq, status, request.target_state, alert_id, reason, at
+            )
 
 
 def handle(
@@ -218,26 +253,38 @@ def handle(
             "ARM_ENDPOINT is not set and AAD_AUTHORITY_HOST is not a cloud whose "
             "Resource Manager endpoint is known"
         )
+    ended = _Ended()
     if off_reason is not None or endpoint is None:
         for alert_id in request.alert_ids:
-            give_up(results, request, alert_id, off_reason or "")
+            if give_up(results, request, alert_id, off_reason or ""):
+                ended.add(FAILED, alert_id, off_reason or "")
         log.warning(
             "item %s: sync %d not carried out: %s", request.item_id, request.seq, off_reason
         )
+        _record_history(settings, request, ended, dequeue_count)
         return
     client = client or _client(endpoint, settings.storage)
     retry: dict[str, str] = {}
     busy: list[str] = []
     for alert_id in request.alert_ids:
         try:
-            sync_one(results, client, request, alert_id)
+            ended.add_outcome(
+                results, request, alert_id, sync_one(results, client, request, alert_id)
+            )
         except _Busy:
             busy.append(alert_id)
         except TransientArmError as exc:
             retry[alert_id] = str(exc)
         except AzureError as exc:  # our own table: the message comes back
             retry[alert_id] = f"storage: {type(exc).__name__}"
-    if busy and (not retry or dequeue_count >= MAX_ATTEMPTS):
+    if retry and dequeue_count >= MAX_ATTEMPTS:
+        for alert_id, reason in retry.items():
+            reason = f"Azure Resource Manager kept failing: {reason}"
+            if give_up(results, request, alert_id, reason):
+                ended.add(FAILED, alert_id, reason)
+        retry = {}
+    _record_history(settings, request, ended, dequeue_count)
+    if busy and not retry:
         # Waiting for another sync of the same alert is no failure: it must not use up
         # this message's attempts, or a slow call would make the newer change give up.
         # A later look comes as a fresh message; a lease lapses within LEASE_S, so the
@@ -255,10 +302,6 @@ def handle(
         )
     if not retry:
         return
-    if dequeue_count >= MAX_ATTEMPTS:
-        for alert_id, reason in retry.items():
-            give_up(results, request, alert_id, f"Azure Resource Manager kept failing: {reason}")
-        return
     log.warning(
         "item %s: sync %d of %d alert(s) will be retried (attempt %d): %s",
         request.item_id,
@@ -268,3 +311,21 @@ def handle(
         quoted("; ".join(retry.values())),
     )
     raise SyncRetryLater(f"{len(retry)} alert(s) not synced yet")
+
+
+def _record_history(
+    settings: Settings, request: SyncRequest, ended: _Ended, dequeue_count: int
+) -> None:
+    """The outcomes in the item's history; a storage failure brings the message back (its
+    alerts are then repeats, whose outcomes are written again), except on the last attempt."""
+    try:
+        ended.record(settings, request)
+    except AzureError as exc:
+        if dequeue_count < MAX_ATTEMPTS:
+            raise SyncRetryLater(f"history not written: {type(exc).__name__}") from None
+        log.warning(
+            "item %s: sync %d's outcome not written in its history (%s)",
+            request.item_id,
+            request.seq,
+            type(exc).__name__,
+        )

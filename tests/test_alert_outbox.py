@@ -20,7 +20,7 @@ from shared.alert_sync_plan import SyncRequest
 from shared.config import ALERT_SYNC_QUEUE, get_settings
 from tests import alert_factory as af
 from tests.api_support import USER_UPN, Api, api_session
-from tests.arm_server import ArmServer
+from tests.arm_server import ArmServer, Fault
 from tests.harness import FunctionsHost, QueueRunStats
 from tests.test_alert_sync import arm, arm_server  # noqa: F401  (fixtures)
 from tests.tokens import Mint
@@ -332,7 +332,10 @@ def test_two_racing_patches_leave_azure_in_the_items_final_state(
     assert answers == {"Closed": 200, "New": 200}
     final = api.item(item_id).body["state"]
     requests = take_queued(host)
-    assert {r.target_state for r in requests} == {"Closed", "New"}
+    # A change whose overlay is older than the other's (its `at`) can commit last and
+    # change nothing: then only the other one has a sync. Either way the newest sync
+    # asks for the item's final state.
+    assert requests
     assert max(requests, key=lambda r: r.seq).target_state == final
     deliver_newest_first(host, requests)
     assert arm.state(alert) == final
@@ -356,6 +359,84 @@ def test_retention_deletes_the_items_unsent_outbox_records(
     host.fire_timer("purge_expired")
     assert s.get_item(item_id) is None
     assert outbox(item_id) == []
+
+
+def sync_entries(api: Api, item_id: str) -> list[dict[str, object]]:
+    """The item's history entries of its alert sync, newest first."""
+    history = api.item(item_id).body["history"]
+    return [h for h in history if h["source"] == "sync"]
+
+
+def test_the_history_shows_each_change_reaching_azure_or_why_not(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+) -> None:
+    item_id, alert = item_with_alert(api, arm, "outbox-11")
+    patch(api, item_id, {"state": "Acknowledged"})
+    etag = api.item(item_id).etag
+    run(host)
+    (done,) = sync_entries(api, item_id)
+    assert done["effect"] == "synced"
+    assert done["changes"] == ["set the Azure alert to Acknowledged"]
+    assert done["sync"] == {"state": "Acknowledged", "alertId": alert}
+    # Recorded beside the item, not through it: a person's If-Match stays valid.
+    assert api.item(item_id).etag == etag
+
+    # No permission: the issue's words, in the history as in alertSync.
+    arm.forbidden.add(alert.lower())
+    patch(api, item_id, {"state": "Closed"})
+    messages = take_queued(host)
+    # Delivered twice (a redelivery, a repair): still one entry for this change.
+    for _ in range(2):
+        alert_sync.send(get_settings(), [m.to_message() for m in messages])
+        run(host)
+    denied, _done = sync_entries(api, item_id)
+    assert denied["effect"] == "sync-failed"
+    (text,) = denied["changes"]
+    assert str(text).startswith(
+        "could not set the Azure alert to Closed: the identity lacks permission"
+    )
+    assert denied["sync"] == {"state": "Closed", "alertId": alert}
+    (status,) = api.item(item_id).body["alertSync"]
+    assert (status["status"], status["reason"]) == ("failed", text)
+
+    # The alert is gone (Azure Monitor keeps alerts 30 days).
+    arm.forbidden.clear()
+    arm.delete_alert(alert)
+    patch(api, item_id, {"state": "New"})
+    run(host)
+    gone = sync_entries(api, item_id)[0]
+    assert gone["effect"] == "sync-failed"
+    assert "could not set the Azure alert to New: it no longer exists" in str(gone["changes"][0])
+    assert len(sync_entries(api, item_id)) == 3
+
+    # An alert event's commit rewrites the group's rows: the sync entries stay.
+    api.alerts(af.resolved("outbox-11", 1, 5))
+    assert [h["effect"] for h in sync_entries(api, item_id)] == [
+        "sync-failed",
+        "sync-failed",
+        "synced",
+    ]
+
+
+def test_the_history_shows_a_sync_that_kept_failing(
+    api: Api,
+    arm: ArmServer,  # noqa: F811
+    host: FunctionsHost,
+) -> None:
+    item_id, alert = item_with_alert(api, arm, "outbox-12")
+    throttled = Fault(429, {"Retry-After": "3600"}, code="TooManyRequests")
+    arm.fail_next(alert, *[throttled] * alert_sync.MAX_ATTEMPTS)
+    patch(api, item_id, {"state": "Acknowledged"})
+    stats = run(host)
+    assert stats.failed_attempts == alert_sync.MAX_ATTEMPTS - 1
+    assert stats.poisoned == 0
+    (entry,) = sync_entries(api, item_id)
+    assert entry["effect"] == "sync-failed"
+    assert str(entry["changes"][0]).startswith("Azure Resource Manager kept failing")
+    assert "429" in str(entry["changes"][0])
+    assert arm.state(alert) == "New"
 
 
 def test_turned_off_writes_no_outbox_and_calls_nothing(

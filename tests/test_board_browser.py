@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -155,6 +156,27 @@ def test_timeline_shows_alert_events_and_peoples_changes(board: Board) -> None:
     expect(page.locator(f"#detail {payload}")).to_have_count(2)
     # All of it is on the page: no button offers older events.
     expect(page.get_by_role("button", name="Show older events")).to_have_count(0)
+
+
+def test_timeline_shows_how_a_change_reached_the_azure_alert(board: Board) -> None:
+    (item_id,) = board.api.alerts(fired("t-sync", 0))
+    alert = board.api.item(item_id).body["alertIds"][0]
+    reason = (
+        "could not set the Azure alert to Acknowledged: the identity lacks permission "
+        "(Microsoft.AlertsManagement/alerts/changestate/action) (AuthorizationFailed: no)"
+    )
+    # What sync_alert_state records (tests/test_alert_outbox.py drives it end to end).
+    now = int(time.time() * 1_000_000)
+    assert board.api.store.add_sync_entry(item_id, 2, "failed", "Acknowledged", alert, reason, now)
+    entry = board.api.item(item_id).body["history"][0]
+    assert (entry["source"], entry["effect"]) == ("sync", "sync-failed")
+    page = board.page(path=f"/board/?item={item_id}")
+    first = page.locator("ol.timeline > li").first
+    expect(first).to_have_attribute("data-id", entry["id"], timeout=TIMEOUT)
+    expect(first).to_have_class(re.compile("sync"))
+    expect(first.locator("strong")).to_have_text("Azure alert sync")
+    expect(first).to_contain_text("the identity lacks permission")
+    expect(first.locator("button[data-action='payload']")).to_have_count(0)
 
 
 def test_show_older_events_pages_back_until_the_oldest(board: Board) -> None:

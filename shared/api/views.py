@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared import workitem_index
+from shared.store.sync_history import SYNC_EFFECTS
 
 API = "/api"
 
@@ -143,15 +144,23 @@ def binding(entity: Mapping[str, Any]) -> dict[str, Any]:
 
 def history_entry(entity: Mapping[str, Any]) -> dict[str, Any]:
     changes = _json(entity, "changes")
-    manual = str(entity.get("effect")) == "manual"
+    effect = str(entity.get("effect") or "")
+    manual = effect == "manual"
+    sync = effect in SYNC_EFFECTS
     entry: dict[str, Any] = {
         "id": str(entity.get("entryId") or ""),
         "time": _text(entity, "eventTime"),
-        "effect": str(entity.get("effect") or ""),
+        "effect": effect,
         "changes": [str(c) for c in changes] if isinstance(changes, list) else [],
         "ignored": bool(entity.get("ignored")),
-        "source": "manual" if manual else "alert",
+        "source": "manual" if manual else "sync" if sync else "alert",
     }
+    if sync:  # a person's change reaching the Azure alerts (docs/alert-sync.md, "History")
+        entry["sync"] = {
+            "state": _text(entity, "syncState"),
+            "alertId": _text(entity, "alertId"),
+        }
+        return entry
     if manual:
         entry["actor"] = {
             "type": _text(entity, "actorType"),

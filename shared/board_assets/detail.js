@@ -302,14 +302,16 @@ export class ItemDetail {
 
   entry(e) {
     const people = e.source === "manual";
+    const sync = e.source === "sync"; // a person's change reaching the Azure alerts
     const actor = e.actor || {};
     const alert = e.alert || {};
     // The note is shown once, as a quote, not again inside the change list.
     const changes = (e.changes || []).filter((c) => !(people && e.note && String(c).endsWith(e.note)));
-    const li = el("li", { class: people ? "person" : "event", "data-id": e.id, tabindex: -1 },
+    const li = el("li", { class: people ? "person" : sync ? "sync" : "event", "data-id": e.id, tabindex: -1 },
       el("div", { class: "when" }, time(e.time, { asSent: true })),
       el("div", { class: "what" },
-        el("strong", {}, people ? (actor.name || actor.appId || actor.oid || "someone") : "Alert event"),
+        el("strong", {}, people ? (actor.name || actor.appId || actor.oid || "someone")
+          : sync ? "Azure alert sync" : "Alert event"),
         ` ${e.effect}`, e.ignored ? el("span", { class: "muted" }, " (ignored)") : null,
         changes.length ? el("span", { class: "changes" }, ` · ${changes.join(", ")}`) : null),
       people && e.note ? el("blockquote", { class: "note" }, e.note) : null,

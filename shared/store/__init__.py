@@ -10,7 +10,8 @@ retries, and no update is ever lost. The rows are a function of the group state
 One module per job, as docs/data-model.md's sections (its "Code map" lists them):
 `base` (tables, caches, locks), `index` (the API's index rows around each commit),
 `cmdb` (CIs and their bindings), `reads` (what the API reads), `groups` (applying events
-under the group lock), `people` (people's changes), `retention` (deleting expired items).
+under the group lock), `people` (people's changes), `retention` (deleting expired items),
+`sync_history` (how people's changes reached the Azure alerts, in the items' history).
 `WorkItemStore` combines them.
 """
 
@@ -32,10 +33,11 @@ from shared.store.base import (
 )
 from shared.store.people import MAX_NOTE, Actor, Change, OutboxRecord
 from shared.store.retention import Purged, _Retention
+from shared.store.sync_history import _SyncHistory
 from shared.workitems import Policy
 
 
-class WorkItemStore(_Retention):
+class WorkItemStore(_Retention, _SyncHistory):
     """Reads and conditional writes of work items, history, bindings and CIs."""
 
 

@@ -45,6 +45,7 @@ HISTORY_COLUMNS = [
     "receivedAt",
     "correlationId",
     "payloadBlob",
+    "syncState",
 ]
 STALE_INDEX_GRACE_SECONDS = 600  # a row of a missing item younger than this may be in flight
 
