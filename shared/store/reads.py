@@ -49,9 +49,11 @@ HISTORY_COLUMNS = [
 STALE_INDEX_GRACE_SECONDS = 600  # a row of a missing item younger than this may be in flight
 
 
-def _month_stream(flt: ItemFilter, month: str) -> str:
+def _month_stream(flt: ItemFilter, scope: str, month: str) -> str:
     """The logical index partition a listing reads in `month`: open rows, or all items."""
-    return workitem_index.OPEN_PARTITION if flt.open_only else workitem_index.month_partition(month)
+    if flt.open_only:
+        return workitem_index.open_partition(scope)
+    return workitem_index.month_partition(scope, month)
 
 
 def _index_row_holds(key: workitem_index.Key, item: Mapping[str, Any] | None) -> bool:
@@ -64,13 +66,38 @@ def _index_row_holds(key: workitem_index.Key, item: Mapping[str, Any] | None) ->
     pk, rk = key
     if rk != workitem_index.sort_key(view.fired_at, view.item_id):
         return False
-    if pk == workitem_index.OPEN_PARTITION:
-        return view.is_open
-    if pk.startswith(workitem_index.MONTH_PREFIX):
-        return pk == workitem_index.month_partition(workitem_index.month_of(view.fired_at))
+    scope = workitem_index.tenant_scope(view.tenant)
+    if workitem_index.is_open_partition(pk):
+        return view.is_open and pk == workitem_index.open_partition(scope)
+    if workitem_index.is_month_partition(pk):
+        return pk == workitem_index.month_partition(scope, workitem_index.month_of(view.fired_at))
     if pk.startswith(workitem_index.CI_PREFIX):
         return not view.cis_complete or pk[len(workitem_index.CI_PREFIX) :] in view.cis
     return False
+
+
+def _merged(pages: list[Page], top: int) -> Page:
+    """The first `top` items of several tenants' pages, newest fired first; the position is
+    the last one's sort key, which every tenant's listing resumes after."""
+    keyed = []
+    for page in pages:
+        for item in page.items:
+            view = workitem_index.view_of_entity(item)
+            if view is not None:
+                keyed.append((workitem_index.sort_key(view.fired_at, view.item_id), item))
+    keyed.sort(key=lambda pair: pair[0])
+    stats: Counter[str] = Counter()
+    for page in pages:
+        stats.update(page.stats)
+    more = len(keyed) > top or any(p.after is not None for p in pages)
+    taken = keyed[:top]
+    return Page([i for _, i in taken], taken[-1][0] if more and taken else None, stats)
+
+
+def of_tenant(entity: Mapping[str, Any], tenant: str) -> bool:
+    """Whether a work item or CI entity is the tenant's (ids compared as keys use them)."""
+    owner = table_keys.tenant_key(str(entity.get("tenantId") or ""))
+    return owner == table_keys.tenant_key(tenant)
 
 
 class _Reads(_Cmdb):
@@ -101,10 +128,55 @@ class _Reads(_Cmdb):
 
         Open items come from the `open` rows, the items of one CI from its partition,
         anything else from the month rows; `open` and month rows are read one month at a
-        time, newest first. The server filters on the rows' flags; every hit is then
+        time, newest first, in the partitions of `flt.tenant` only (None: every tenant, one
+        listing per tenant, merged). The server filters on the rows' flags; every hit is then
         confirmed by a point read of the item, and the whole filter applied to what the item
         says: a stale row costs a read, never a wrong answer (and is repaired when safe).
         """
+        stats: Counter[str] = Counter()
+        if flt.ci is not None and (flt.tenant is None or not flt.open_only):
+            # The CI's own partition (or, for every tenant, the CI's tenant) is read only
+            # once the CI is known to be the tenant's: another tenant's CI lists nothing.
+            owner = self._ci_tenant(flt.ci)
+            stats["requests"] += 1
+            if owner is None or (flt.tenant is not None and owner != flt.tenant):
+                return Page([], None, stats)
+            flt = flt.scoped(owner)
+        if flt.tenant is not None:
+            page = self._list_scope(flt, workitem_index.tenant_scope(flt.tenant), top, after)
+            page.stats.update(stats)
+            return page
+        months = self._months()
+        stats["requests"] += 1
+        scopes = sorted({scope for scope, _ in months})
+        pages = [self._list_scope(flt, scope, top, after, months) for scope in scopes]
+        merged = _merged(pages, top)
+        merged.stats.update(stats)
+        return merged
+
+    def _ci_tenant(self, ci: str) -> str | None:
+        """The tenant of a CI (its entity says), or None if there is no such CI."""
+
+        def get(t: TableClient) -> Any | None:
+            try:
+                return t.get_entity(ci, table_keys.CI_ROW, select=["tenantId"])
+            except ResourceNotFoundError as exc:
+                if _is_table_missing(exc):
+                    raise
+                return None
+
+        entity = self._call(table_keys.CMDB_TABLE, get)
+        return None if entity is None else table_keys.tenant_key(str(entity.get("tenantId") or ""))
+
+    def _list_scope(
+        self,
+        flt: ItemFilter,
+        scope: str,
+        top: int,
+        after: str | None,
+        known: list[tuple[str, str]] | None = None,
+    ) -> Page:
+        """`list_items` within one tenant's partitions (`known`: every tenant's months)."""
         now = int(time.time() * 1_000_000)
         stats: Counter[str] = Counter()
         streams: list[tuple[tuple[str, str, str], str]]
@@ -112,11 +184,13 @@ class _Reads(_Cmdb):
             ci = workitem_index.ci_partition_key(flt.ci)
             streams = [(workitem_index.stream_location(ci), "ci")]
         else:
-            months = self._months()
-            stats["requests"] += 1
+            if known is None:
+                known = self._months(scope)
+                stats["requests"] += 1
+            months = [m for s, m in known if s == scope]
             kind = "open" if flt.open_only else "month"
             streams = [
-                (workitem_index.stream_location(_month_stream(flt, m), m), kind)
+                (workitem_index.stream_location(_month_stream(flt, scope, m), m), kind)
                 for m in workitem_index.months_between(months, flt, after)
             ]
         found: list[Any] = []
@@ -199,7 +273,7 @@ class _Reads(_Cmdb):
             if not _index_row_holds(key, item):
                 self._delete_if(key, etag)
                 return True
-            if key[0] == workitem_index.OPEN_PARTITION and not view.cis_complete:
+            if workitem_index.is_open_partition(key[0]) and not view.cis_complete:
                 return False  # its CI list was truncated: the flags cannot be rebuilt here
             if wanted is None or not workitem_index.narrows(dict(row), wanted):
                 return False
@@ -209,9 +283,13 @@ class _Reads(_Cmdb):
             log.info("index row %s/%s not repaired: %s", key[0], key[1], exc)
             return False
 
-    def ci_entity(self, ci_partition: str) -> Any | None:
-        """The CMDB entity of a CI by its hash (its id without `CI-`), or None."""
-        return self._get(table_keys.CMDB_TABLE, ci_partition, table_keys.CI_ROW)
+    def ci_entity(self, ci_partition: str, tenant: str | None = None) -> Any | None:
+        """The CMDB entity of a CI by its hash (its id without `CI-`), or None; with `tenant`,
+        None also when the CI is another tenant's (exactly as if there were none)."""
+        entity = self._get(table_keys.CMDB_TABLE, ci_partition, table_keys.CI_ROW)
+        if entity is None or tenant is None or of_tenant(entity, tenant):
+            return entity
+        return None
 
     def search_cis(
         self,
@@ -220,11 +298,15 @@ class _Reads(_Cmdb):
         subscription: str | None,
         top: int,
         after: str | None,
+        tenant: str | None,
     ) -> Page:
-        """CIs by name prefix (or one ARM resource id), type and subscription, by name."""
+        """A tenant's CIs by name prefix (or one ARM resource id), type and subscription, by
+        name; `tenant` None: every tenant's (by name, merged), for operators."""
         stats: Counter[str] = Counter()
         if query is not None and query.lower().startswith("/subscriptions/"):
-            entity = self.get_ci(query.lower())
+            if tenant is None:
+                raise ValueError("a CI is looked up by resource id within one tenant")
+            entity = self.get_ci(query.lower(), tenant)
             stats["requests"] += 1
             hits = [entity] if entity is not None and after is None else []
             hits = [
@@ -234,7 +316,38 @@ class _Reads(_Cmdb):
                 and (subscription is None or str(e.get("subscriptionId")).lower() == subscription)
             ]
             return Page(hits, None, stats)
-        clauses = [f"PartitionKey eq '{workitem_index.CI_NAMES_PARTITION}'"]
+        if tenant is not None:
+            scopes = [workitem_index.tenant_scope(tenant)]
+        else:
+            scopes = sorted({scope for scope, _ in self._months()})
+            stats["requests"] += 1
+        rows: list[tuple[str, Any]] = []
+        more = False
+        for scope in scopes:
+            found, more_here = self._search_scope(
+                scope, query, resource_type, subscription, top, after, stats
+            )
+            rows.extend(found)
+            more = more or more_here
+        rows.sort(key=lambda pair: pair[0])
+        more = more or len(rows) > top
+        rows = rows[:top]
+        found_cis = [e for _, e in rows if e is not None]
+        stats["items_read"] += len(found_cis)
+        return Page(found_cis, rows[-1][0] if more and rows else None, stats)
+
+    def _search_scope(
+        self,
+        scope: str,
+        query: str | None,
+        resource_type: str | None,
+        subscription: str | None,
+        top: int,
+        after: str | None,
+        stats: Counter[str],
+    ) -> tuple[list[tuple[str, Any]], bool]:
+        """(name row key, CI entity or None) of up to `top` rows of one tenant's name index."""
+        clauses = [f"PartitionKey eq '{workitem_index.names_partition(scope)}'"]
         prefix = workitem_index.name_prefix_range(query or "")
         clauses += [prefix] if prefix else []
         if resource_type is not None:
@@ -247,34 +360,44 @@ class _Reads(_Cmdb):
         stats["requests"] += requests + len(rows)
         stats["index_rows"] += len(rows)
 
-        def read(row: Any) -> tuple[Any, Any]:
-            return row, self.ci_entity(str(row.get("ci") or ""))
+        def read(row: Any) -> tuple[str, Any]:
+            return str(row["RowKey"]), self.ci_entity(str(row.get("ci") or ""))
 
-        found = [e for _, e in _parallel(read, rows) if e is not None]
-        stats["items_read"] += len(found)
-        return Page(found, str(rows[-1]["RowKey"]) if more and rows else None, stats)
+        return list(_parallel(read, rows)), more
 
-    def ci_hashes_named(self, name: str, limit: int = 20) -> list[str]:
-        """The CIs whose name is `name` (case-insensitive), from the name index."""
+    def ci_hashes_named(self, name: str, tenant: str | None, limit: int = 20) -> list[str]:
+        """The CIs whose name is `name` (case-insensitive), from the tenant's name index
+        (None: every tenant's)."""
         key = workitem_index.name_key(name)
         if not key:
             return []
-        flt = (
-            f"PartitionKey eq '{workitem_index.CI_NAMES_PARTITION}' and "
-            f"RowKey gt '{workitem_index.quote(key)}|' and "
-            f"RowKey lt '{workitem_index.quote(key)}}}'"
-        )
-        rows, _more, _requests = self._query_rows(INDEX_TABLE, flt, limit)
-        return sorted({str(r["ci"]) for r in rows if r.get("ci")})
+        if tenant is not None:
+            scopes = [workitem_index.tenant_scope(tenant)]
+        else:
+            scopes = sorted({scope for scope, _ in self._months()})
+        found: set[str] = set()
+        for scope in scopes:
+            flt = (
+                f"PartitionKey eq '{workitem_index.names_partition(scope)}' and "
+                f"RowKey gt '{workitem_index.quote(key)}|' and "
+                f"RowKey lt '{workitem_index.quote(key)}}}'"
+            )
+            rows, _more, _requests = self._query_rows(INDEX_TABLE, flt, limit)
+            found.update(str(r["ci"]) for r in rows if r.get("ci"))
+        return sorted(found)
 
-    def get_item(self, item_id: str) -> Any | None:
-        """The work item entity (with `.metadata["etag"]`), or None."""
+    def get_item(self, item_id: str, tenant: str | None = None) -> Any | None:
+        """The work item entity (with `.metadata["etag"]`), or None; with `tenant`, None
+        also when the item is another tenant's (exactly as if there were none)."""
         item_id = table_keys.normalize_item_id(item_id)
-        return self._get(
+        item = self._get(
             table_keys.WORKITEMS_TABLE,
             table_keys.item_partition(item_id),
             table_keys.item_row(item_id),
         )
+        if item is None or tenant is None or of_tenant(item, tenant):
+            return item
+        return None
 
     def item_history(self, item_id: str) -> list[Any]:
         """The item's timeline, in event-time order (one single-partition query)."""
@@ -341,11 +464,13 @@ class _Reads(_Cmdb):
         entries = [e for e in _parallel(read, rows) if e is not None]
         return entries, (str(rows[-1]["RowKey"]) if more and rows else None)
 
-    def event_payload(self, item_id: str, event_id: str) -> tuple[bytes | None, str | None]:
+    def event_payload(
+        self, item_id: str, event_id: str, tenant: str | None = None
+    ) -> tuple[bytes | None, str | None]:
         """An alert event's raw payload, as its history entry keeps it: the deflated
         envelope, or the blob holding it ("container/name"). (None, None): no such event of
-        this item, or no payload."""
-        item = self.get_item(item_id)
+        this item, or no payload. ItemNotFound: no such item (of `tenant`)."""
+        item = self.get_item(item_id, tenant)
         if item is None:
             raise ItemNotFound(item_id)
         pk = table_keys.item_partition(str(item["id"]))
@@ -386,21 +511,23 @@ class _Reads(_Cmdb):
         )
         return [r for r in rows if r.get("group") == group]
 
-    def get_ci(self, ci_key: str) -> Any | None:
-        return self._get(table_keys.CMDB_TABLE, table_keys.ci_partition(ci_key), table_keys.CI_ROW)
+    def get_ci(self, ci_key: str, tenant: str) -> Any | None:
+        """The tenant's CI with this canonical key (lowercase ARM id or name), or None."""
+        pk = table_keys.ci_partition(ci_key, tenant)
+        return self._get(table_keys.CMDB_TABLE, pk, table_keys.CI_ROW)
 
-    def ci_groups(self, ci_key: str) -> list[Any]:
+    def ci_groups(self, ci_key: str, tenant: str) -> list[Any]:
         """The CI -> group bindings: alert-mode rows name their item directly."""
         return self._query(
             table_keys.CMDB_TABLE,
-            f"PartitionKey eq '{table_keys.ci_partition(ci_key)}' and "
+            f"PartitionKey eq '{table_keys.ci_partition(ci_key, tenant)}' and "
             + table_keys.prefix_filter(table_keys.CI_ITEM_PREFIX),
         )
 
-    def ci_items(self, ci_key: str) -> list[Any]:
+    def ci_items(self, ci_key: str, tenant: str) -> list[Any]:
         """Work items touching the CI: one query of the CI, plus one per non-alert group."""
         items = []
-        for binding in self.ci_groups(ci_key):
+        for binding in self.ci_groups(ci_key, tenant):
             if binding.get("itemId"):
                 item = self.get_item(str(binding["itemId"]))
                 items.extend([item] if item is not None else [])
