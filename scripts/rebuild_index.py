@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from shared import storage, table_keys, workitem_index, workitem_rows
+from shared import ci_names, storage, table_keys, workitem_index, workitem_rows
 from shared.alert_events import iso, to_micros
 from shared.config import storage_settings
 from shared.workitem_index import INDEX_TABLE
@@ -71,9 +71,9 @@ def _name_row(ci: Mapping[str, Any], tenant: str) -> dict[str, Any]:
     data = {k: ci.get(k) for k in ("kind", "subscriptionId", "resourceType", "name")}
     scope = workitem_index.tenant_scope(tenant)
     return {
-        "PartitionKey": workitem_index.names_partition(scope),
-        "RowKey": workitem_index.ci_name_row(name, str(ci["PartitionKey"])),
-        **workitem_index.ci_name_props(
+        "PartitionKey": ci_names.names_partition(scope),
+        "RowKey": ci_names.ci_name_row(name, str(ci["PartitionKey"])),
+        **ci_names.ci_name_props(
             data, str(ci.get("key") or ""), str(ci.get("display") or ""), tenant
         ),
     }

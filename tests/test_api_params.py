@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared import workitem_index
+from shared import ci_names, workitem_index
 from shared.api import params
 from shared.api.params import UNSET, BadRequest
 from shared.workitem_index import OPEN_STATES, STATES, ItemFilter
@@ -274,7 +274,7 @@ def test_etags_round_trip() -> None:
     [("vm\U0010ffff", "vn"), ("a\ud7ff", "a\ue000"), ("ab", "ac"), ("\U0010ffff", None)],
 )
 def test_name_prefix_bounds_are_encodable(prefix: str, high: str | None) -> None:
-    clause = workitem_index.name_prefix_range(prefix)
+    clause = ci_names.name_prefix_range(prefix)
     clause.encode("utf-8")  # the Tables SDK sends the filter as UTF-8
     if high is None:
         assert " lt " not in clause

@@ -12,7 +12,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import UpdateMode
 
-from shared import table_keys, workitem_index, workitem_rows
+from shared import ci_names, table_keys, workitem_index, workitem_rows
 from shared.alert_events import Ci, Event, GroupKey, to_micros
 from shared.log_text import get_logger
 from shared.store.base import _CI_CACHE, CI_ATTEMPTS, ContentionError, IndexOp, _now
@@ -35,9 +35,9 @@ class _Cmdb(_Index):
         """The CI's row in its tenant's name index (immutable: blind upserts agree)."""
         name = str(ci.data.get("name") or ci.display)
         entity = {
-            "PartitionKey": workitem_index.names_partition(workitem_index.tenant_scope(tenant)),
-            "RowKey": workitem_index.ci_name_row(name, pk),
-            **workitem_index.ci_name_props(ci.data, ci.key, ci.display, tenant),
+            "PartitionKey": ci_names.names_partition(workitem_index.tenant_scope(tenant)),
+            "RowKey": ci_names.ci_name_row(name, pk),
+            **ci_names.ci_name_props(ci.data, ci.key, ci.display, tenant),
         }
         operation = ("upsert", entity, {"mode": UpdateMode.REPLACE})
         self._call(INDEX_TABLE, lambda _t: self._coalesced(INDEX_TABLE, operation))
