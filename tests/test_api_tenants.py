@@ -167,6 +167,20 @@ def test_continuation_tokens_stay_in_their_tenant(api: Api, two: dict[str, dict[
         **as_(api, TENANT_B),
     )
     assert (stolen.status, stolen.body["error"]) == (400, "invalid_continuation_token")
+    # A search token forged with B's query, positioned before A's CI names: B's CIs only.
+    b_search = params.ci_search("http://x/api/cis?top=1", TENANT_B).fingerprint()
+    forged_search = params.make_token(b_search, "a")
+    found: list[str] = []
+    token_s: str | None = forged_search
+    while token_s:
+        page = api.get(
+            "/api/cis", query={"top": 1, "continuationToken": token_s}, **as_(api, TENANT_B)
+        )
+        assert page.status == 200, page
+        assert {c["tenantId"] for c in page.body["items"]} <= {TENANT_B}
+        found.extend(c["id"] for c in page.body["items"])
+        token_s = page.body["continuationToken"]
+    assert len(found) == 2  # vm-web-01 and vm-web-02, B's
     # And a history token (bound to its item, which B cannot read at all).
     item_a = two[TENANT_A]["resolved"]
     history = api.get(f"/api/workitems/{item_a}/history", query={"top": 1}, **as_(api, TENANT_A))

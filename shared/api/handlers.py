@@ -17,7 +17,7 @@ from typing import Any
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared import alert_outbox, caller, responses, store, workitem_index
+from shared import alert_outbox, caller, responses, store, table_keys, workitem_index
 from shared.api import history, params, security, views
 from shared.auth import Principal
 from shared.config import Settings
@@ -316,7 +316,7 @@ def _get_ci(
             correlation_id=correlation_id,
         )
     now = _now()
-    tenant = str(entity.get("tenantId") or "")  # the CI's: its items are its tenant's
+    tenant = table_keys.tenant_key(str(entity.get("tenantId") or ""))  # the CI's items
     open_items = s.list_items(
         workitem_index.ItemFilter(states=workitem_index.OPEN_STATES, ci=ci, tenant=tenant),
         CI_OPEN_ITEMS,
