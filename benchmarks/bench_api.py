@@ -153,7 +153,7 @@ def main() -> int:
             requests.take()
             print(f"floor: one point read {floor:.2f} ms (median of 50)\n")
 
-            ci = workitem_index.ci_id(workitem_index.ci_hash(vm(3).lower()))
+            ci = workitem_index.ci_id(workitem_index.ci_hash(vm(3).lower(), af.TENANT))
             cases = [
                 ("open items, first page (top 50)", ItemFilter(), 50, {}),
                 ("open items, all in one page (top 500)", ItemFilter(), 500, {"top": 500}),
@@ -165,13 +165,15 @@ def main() -> int:
                 ),
                 (
                     "items of one CI, any state (top 50)",
-                    ItemFilter(states=STATES, ci=workitem_index.ci_hash(vm(3).lower())),
+                    ItemFilter(states=STATES, ci=workitem_index.ci_hash(vm(3).lower(), af.TENANT)),
                     50,
                     {"state": "all", "ci": ci},
                 ),
                 (
                     "open items of one CI",
-                    ItemFilter(states=OPEN_STATES, ci=workitem_index.ci_hash(vm(3).lower())),
+                    ItemFilter(
+                        states=OPEN_STATES, ci=workitem_index.ci_hash(vm(3).lower(), af.TENANT)
+                    ),
                     50,
                     {"ci": ci},
                 ),

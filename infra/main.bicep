@@ -67,6 +67,9 @@ param alertSubscriptionIds array = [
 @minValue(1)
 param retentionDays int = 180
 
+@description('Comma-separated tenant ids (each one the app accepts tokens of) whose callers see every tenant\'s work items and CIs (AAD_OPERATOR_TENANT_IDS); empty: every caller sees its own tenant only.')
+param operatorTenantIds string = ''
+
 @description('Maximum number of Flex Consumption instances.')
 param maximumInstanceCount int = 100
 
@@ -236,6 +239,7 @@ module functionApp 'modules/function-app.bicep' = {
     boardClientId: entraApp.outputs.clientId
     boardApiScope: '${entraApp.outputs.applicationIdUri}/${entraApp.outputs.workItemsScope}'
     retentionDays: retentionDays
+    operatorTenantIds: operatorTenantIds
   }
   // The host reaches storage with the identity from its first start.
   dependsOn: [

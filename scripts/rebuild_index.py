@@ -1,14 +1,18 @@
-"""Rebuild the work item API's index rows and item timelines from the work items.
+"""Rebuild the work item API's index rows, item timelines and per-tenant CMDB from the work items.
 
     .venv/bin/python scripts/rebuild_index.py                       # everything
     .venv/bin/python scripts/rebuild_index.py --state rebuild.json  # resumable
     .venv/bin/python scripts/rebuild_index.py --settings local.settings.json
 
 For data written before an index layout change (docs/data-model.md, "Indexes for the work
-item API"), or before items had timelines (`t|` rows, the history pages): reads every work
-item (`workitems`, row keys `i|`), page by page, and writes what it should have: its month,
-open and CI item rows (`workitemindex`, and its CIs' `cmdb` partitions), its month in the
-`months` partition, and a timeline row per history entry. Then every CI's name row (`cis`).
+item API"), before items had timelines (`t|` rows, the history pages), or before tenants had
+their own index partitions and CMDB (docs/security.md, "Tenant model"): reads every work item
+(`workitems`, row keys `i|`), page by page, and writes what it should have: its month, open
+and CI item rows in its tenant's partitions (`workitemindex`, and its CIs' `cmdb`
+partitions), its tenant's month in the `months` partition, a timeline row per history entry,
+and for each of its CIs the tenant's CI (copied from the CI shared by every tenant before,
+when the tenant has none yet), the CI -> group binding, the CI's name row, and the item -> CI
+binding under its per-tenant key. Then the name row of every per-tenant CI.
 
 Idempotent: every write is an upsert of what the item says now, so running it twice, or
 while the app runs, leaves the same rows (a row the app no longer needs is dropped by the
@@ -24,17 +28,18 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from shared import storage, table_keys, workitem_index
-from shared.alert_events import to_micros
+from shared import ci_names, storage, table_keys, workitem_index, workitem_rows
+from shared.alert_events import iso, to_micros
 from shared.config import storage_settings
 from shared.workitem_index import INDEX_TABLE
 
@@ -53,7 +58,87 @@ def item_rows(item: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for key, props in workitem_index.rows(view).items():
         yield workitem_index.stored_entity(key, {**props, **stamp})
     month = workitem_index.month_of(view.fired_at)
-    yield INDEX_TABLE, {"PartitionKey": workitem_index.MONTHS_PARTITION, "RowKey": month}
+    row = workitem_index.months_row(workitem_index.tenant_scope(view.tenant), month)
+    yield INDEX_TABLE, {"PartitionKey": workitem_index.MONTHS_PARTITION, "RowKey": row}
+
+
+_CI_COPIED = (*workitem_rows.CI_FIELDS, "key", "display", "firstSeen", "lastSeen")
+
+
+def _name_row(ci: Mapping[str, Any], tenant: str) -> dict[str, Any]:
+    """The CI's row in its tenant's name index, from its CMDB entity."""
+    name = str(ci.get("name") or ci.get("display") or ci.get("key") or "")
+    data = {k: ci.get(k) for k in ("kind", "subscriptionId", "resourceType", "name")}
+    scope = workitem_index.tenant_scope(tenant)
+    return {
+        "PartitionKey": ci_names.names_partition(scope),
+        "RowKey": ci_names.ci_name_row(name, str(ci["PartitionKey"])),
+        **ci_names.ci_name_props(
+            data, str(ci.get("key") or ""), str(ci.get("display") or ""), tenant
+        ),
+    }
+
+
+def tenant_cmdb(clients: Mapping[str, TableClient], item: Mapping[str, Any]) -> None:
+    """The item's CIs in its tenant's CMDB: the CI, its group binding, its name row, and the
+    item -> CI binding under its per-tenant row key. Idempotent: a tenant's CI that exists is
+    left as the app keeps it; the rest are upserts of what the item says."""
+    work, cmdb = clients[table_keys.WORKITEMS_TABLE], clients[table_keys.CMDB_TABLE]
+    item_id, group = str(item["id"]), str(item["group"])
+    tenant = table_keys.tenant_key(str(item.get("tenantId") or ""))
+    pk = table_keys.item_partition(item_id)
+    flt = f"PartitionKey eq '{pk}' and " + table_keys.prefix_filter(
+        table_keys.binding_prefix(item_id)
+    )
+    for binding in list(work.query_entities(flt)):
+        key = str(binding.get("ciKey") or "")
+        if not key:
+            continue
+        ci_pk = table_keys.ci_partition(key, tenant)
+        ci: Mapping[str, Any]
+        try:
+            ci = cmdb.get_entity(ci_pk, table_keys.CI_ROW)
+        except ResourceNotFoundError:
+            ci = _copy_shared_ci(cmdb, key, ci_pk, tenant, binding)
+        _upsert(clients[INDEX_TABLE], _name_row(ci, tenant))
+        bind = {
+            "PartitionKey": ci_pk,
+            "RowKey": table_keys.CI_ITEM_PREFIX + group,
+            "group": group,
+            "groupKind": str(item.get("groupKind") or ""),
+            "groupPartition": pk,
+            "itemId": table_keys.base_item_id(group) if item.get("groupKind") == "alert" else "",
+            "correlationKey": str(item.get("correlationKey") or ""),
+        }
+        _upsert(cmdb, bind)
+        row = table_keys.binding_row(item_id, key, tenant)
+        if binding["RowKey"] != row:  # the item -> CI binding of the shared CMDB: moved
+            _upsert(work, {**dict(binding), "RowKey": row, "ciPartition": ci_pk})
+            with contextlib.suppress(ResourceNotFoundError):
+                work.delete_entity(pk, str(binding["RowKey"]))
+
+
+def _copy_shared_ci(
+    cmdb: TableClient, key: str, ci_pk: str, tenant: str, binding: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """Create the tenant's CI from the one every tenant shared before (its spelling, ARM
+    parts and first/last seen), or from the binding when that is gone."""
+    try:
+        shared = dict(cmdb.get_entity(table_keys.legacy_ci_partition(key), table_keys.CI_ROW))
+    except ResourceNotFoundError:
+        shared = {"key": key, "display": binding.get("display") or key, "kind": binding.get("kind")}
+    now = iso(int(time.time() * 1_000_000))
+    entity = {
+        "PartitionKey": ci_pk,
+        "RowKey": table_keys.CI_ROW,
+        **{k: shared.get(k) or "" for k in _CI_COPIED},
+        "tenantId": tenant,
+        "createdAt": now,
+        "updatedAt": now,
+    }
+    with contextlib.suppress(ResourceExistsError):  # the app (or an earlier run) was first
+        cmdb.create_entity(entity)
+    return cmdb.get_entity(ci_pk, table_keys.CI_ROW)
 
 
 def timeline_rows(work: TableClient, item: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -104,24 +189,15 @@ def rebuild(
                 _upsert(clients[table], entity)
             for entity in timeline_rows(work, item):
                 _upsert(work, entity)
+            tenant_cmdb(clients, item)
             done += 1
         if state is not None:  # the position after this page: a new run starts there
             token = pages.continuation_token  # type: ignore[attr-defined]
             state.write_text(json.dumps({"token": token, "done": token is None}))
     cmdb = clients[table_keys.CMDB_TABLE]
     for ci in cmdb.query_entities(f"RowKey eq '{table_keys.CI_ROW}'"):
-        name = str(ci.get("name") or ci.get("display") or ci.get("key") or "")
-        data = {k: ci.get(k) for k in ("kind", "subscriptionId", "resourceType", "name")}
-        _upsert(
-            clients[INDEX_TABLE],
-            {
-                "PartitionKey": workitem_index.CI_NAMES_PARTITION,
-                "RowKey": workitem_index.ci_name_row(name, str(ci["PartitionKey"])),
-                **workitem_index.ci_name_props(
-                    data, str(ci.get("key") or ""), str(ci.get("display") or "")
-                ),
-            },
-        )
+        if "tenantId" in ci:  # a tenant's CI; one of the shared CMDB is no one's any more
+            _upsert(clients[INDEX_TABLE], _name_row(ci, str(ci["tenantId"])))
     if state is not None:
         state.write_text(json.dumps({"token": None, "done": True}))
     return done, True

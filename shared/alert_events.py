@@ -70,6 +70,12 @@ class GroupKey:
     def partition(self) -> str:
         return table_keys.group_partition(self.hash)
 
+    @property
+    def tenant(self) -> str:
+        """The tenant the group's alerts came from (every group key is `kind|tenant|...`)."""
+        parts = self.key.split("|", 2)
+        return parts[1] if len(parts) > 2 else ""
+
 
 @dataclass(frozen=True)
 class Ci:

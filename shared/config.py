@@ -53,6 +53,7 @@ SETTING_NAMES: tuple[str, ...] = (
     f"{STORAGE_CONNECTION}__credential",
     f"{STORAGE_CONNECTION}__clientId",
     "AAD_TENANT_IDS",
+    "AAD_OPERATOR_TENANT_IDS",
     "AAD_AUDIENCES",
     "AAD_ALLOWED_CALLER_APP_IDS",
     "AAD_REQUIRED_ROLE",
@@ -127,6 +128,9 @@ class Settings:
     alert_sync: AlertSyncSettings
     board: BoardSettings
     retention_days: int
+    # Tenants whose callers see every tenant's work items and CIs (a service provider that
+    # operates its customers' alerts); empty: each caller sees its own tenant only.
+    operator_tenant_ids: tuple[str, ...] = ()
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -287,6 +291,23 @@ def _board(env: Mapping[str, str], auth: AuthSettings) -> BoardSettings:
     return BoardSettings(client_id=client_id, api_scope=scope)
 
 
+def _operators(env: Mapping[str, str], auth: AuthSettings) -> tuple[str, ...]:
+    """AAD_OPERATOR_TENANT_IDS: GUIDs, each one of AAD_TENANT_IDS (no token of another tenant
+    is accepted at all, so anything else would be a setting that silently does nothing)."""
+    example = auth.tenant_ids[0] if auth.tenant_ids else "aaaabbbb-0000-cccc-1111-dddd2222eeee"
+    operators = _guids(
+        "AAD_OPERATOR_TENANT_IDS", _csv(_get(env, "AAD_OPERATOR_TENANT_IDS")), example
+    )
+    for tenant in operators:
+        if tenant not in auth.tenant_ids:
+            raise ConfigError(
+                "AAD_OPERATOR_TENANT_IDS",
+                f"names {tenant}, which is not in AAD_TENANT_IDS (its tokens are refused)",
+                example,
+            )
+    return operators
+
+
 def _correlation_mode(raw: str) -> str:
     mode = raw.lower()
     if mode not in CORRELATION_MODES:
@@ -344,6 +365,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         alert_sync=_alert_sync(env, auth.authority_host),
         board=_board(env, auth),
         retention_days=_parsed(env, "RETENTION_DAYS", 180, _int_between(1, 36500), "180"),
+        operator_tenant_ids=_operators(env, auth),
     )
 
 

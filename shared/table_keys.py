@@ -14,7 +14,9 @@ Layout (see docs/data-model.md):
                                                 RK = h|<group>|<event>    history entry
                                                 RK = o|<item id>|<seq>    alert sync outbox
     cmdb       PK = CI hash (20 chars)          RK = ci                   the CI
-                                                RK = w|<item id>          CI -> item binding
+                                                RK = w|<group>            CI -> group binding
+
+A CI hash is a hash of the tenant and the CI's canonical key: each tenant has its own CMDB.
 """
 
 from __future__ import annotations
@@ -182,15 +184,26 @@ def binding_prefix(item_id: str) -> str:
     return f"{BINDING_PREFIX}{item_id}|"
 
 
-def binding_row(item_id: str, ci_key: str) -> str:
-    return binding_prefix(item_id) + ci_partition(ci_key)
+def binding_row(item_id: str, ci_key: str, tenant: str) -> str:
+    return binding_prefix(item_id) + ci_partition(ci_key, tenant)
 
 
 # -- cmdb table -------------------------------------------------------------------------
 
 
-def ci_partition(ci_key: str) -> str:
-    """A CI's partition: its canonical (lowercased) key hashed, so any length or character works."""
+def tenant_key(tenant: str) -> str:
+    """A tenant id as keys use it: trimmed, lowercase (the token's `tid` is a GUID)."""
+    return tenant.strip().lower()
+
+
+def ci_partition(ci_key: str, tenant: str) -> str:
+    """A CI's partition: its tenant and canonical (lowercased) key hashed, so any length or
+    character works and two tenants' copies of one resource are two CIs."""
+    return digest(f"{tenant_key(tenant)}|{ci_key}", CI_CHARS)
+
+
+def legacy_ci_partition(ci_key: str) -> str:
+    """A CI's partition before each tenant had its own CMDB (scripts/rebuild_index.py)."""
     return digest(ci_key, CI_CHARS)
 
 

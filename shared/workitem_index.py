@@ -3,16 +3,19 @@
 The store (shared/store/) writes and reads them; this module decides what they hold.
 Design and consistency argument: docs/data-model.md, "Indexes for the work item API".
 
-Index rows by logical key (`location` says where each is stored):
+Index rows by logical key (`location` says where each is stored); `<T>` is the tenant's
+scope (`tenant_scope`: a hash of the tenant id), so every listing of a tenant reads that
+tenant's partitions only, and a CI hash is a hash of the tenant and the CI's key:
 
-    PK = open                 RK = <newest-first fired key>|<item id>   every open item
-    PK = m|<yyyy-mm>          RK = <newest-first fired key>|<item id>   every item, by fired month
+    PK = <T>|open             RK = <newest-first fired key>|<item id>   every open item
+    PK = <T>|m|<yyyy-mm>      RK = <newest-first fired key>|<item id>   every item, by fired month
     PK = c|<CI hash>          RK = <newest-first fired key>|<item id>   every item of one CI
-    PK = months               RK = <yyyy-mm>                            months that hold items
-    PK = cis                  RK = <name, lowercased>|<CI hash>         every CI, by name
+    PK = months               RK = <T>|<yyyy-mm>                        months that hold items
+    PK = <T>|cis              RK = <name, lowercased>|<CI hash>         every CI, by name
 
 The `open` and month rows of an item share its fired month's partition in `workitemindex`
-(RowKeys `o|...` and `a|...`); a CI's rows live in its `cmdb` partition (`s|...`).
+(`<T>|m|<yyyy-mm>`, RowKeys `o|...` and `a|...`); a CI's rows live in its `cmdb` partition
+(`s|...`).
 
 Row content is a set of boolean flags (`s_New`, `sev_2`, `p_3`, `flap`, `r_<rule>`,
 `c_<CI>`) so that a query filters on the server, plus `itemId`, `firedAt` and `seq` (the
@@ -25,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared import table_keys
@@ -33,11 +36,12 @@ from shared.alert_events import iso, to_micros
 
 INDEX_TABLE = "workitemindex"
 
-OPEN_PARTITION = "open"
-MONTH_PREFIX = "m|"
+OPEN_PARTITION = "open"  # after the tenant scope: `<T>|open`
+MONTH_PREFIX = "m|"  # after the tenant scope: `<T>|m|<yyyy-mm>`
 CI_PREFIX = "c|"
-MONTHS_PARTITION = "months"
-CI_NAMES_PARTITION = "cis"
+MONTHS_PARTITION = "months"  # one partition, RowKey `<T>|<yyyy-mm>`
+CI_NAMES_PARTITION = "cis"  # after the tenant scope: `<T>|cis`
+SCOPE_CHARS = 16  # 80 bits: tells tenants apart
 
 STATES = ("New", "Acknowledged", "InProgress", "Resolved", "Closed")
 OPEN_STATES = ("New", "Acknowledged", "InProgress")
@@ -51,6 +55,8 @@ CI_ID_PREFIX = "CI-"
 MAX_FLAG_CIS = 150
 
 _SORT_KEY = re.compile(rf"^\d{{{SORT_DIGITS}}}\|WI-[0-9A-Z]{{10}}$")
+_SCOPE = re.compile(rf"^[0-9A-Z]{{{SCOPE_CHARS}}}$")
+_MONTH_ROW = re.compile(rf"^([0-9A-Z]{{{SCOPE_CHARS}}})\|(\d{{4}}-\d{{2}})$")
 _CI_ID = re.compile(rf"^CI-([0-9A-Z]{{{table_keys.CI_CHARS}}})$")
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
 
@@ -70,9 +76,15 @@ def rule_hash(text: str) -> str:
     return table_keys.digest(text.strip().lower(), RULE_CHARS)
 
 
-def ci_hash(key: str) -> str:
-    """A CI's hash (its cmdb partition) from its canonical key (lowercase ARM id or name)."""
-    return table_keys.ci_partition(key.strip().lower())
+def tenant_scope(tenant: str) -> str:
+    """The tenant's part of every index partition key: a hash of its id (any text works)."""
+    return table_keys.digest(table_keys.tenant_key(tenant), SCOPE_CHARS)
+
+
+def ci_hash(key: str, tenant: str) -> str:
+    """A CI's hash (its cmdb partition) from its tenant and canonical key (lowercase ARM id
+    or name): the same resource seen by two tenants is two CIs."""
+    return table_keys.ci_partition(key.strip().lower(), tenant)
 
 
 def ci_id(ci_partition: str) -> str:
@@ -109,8 +121,44 @@ def month_of(micros: int) -> str:
     return (iso(clamp_micros(micros)) or "1970-01")[:7]
 
 
-def month_partition(month: str) -> str:
-    return MONTH_PREFIX + month
+def open_partition(scope: str) -> str:
+    return f"{scope}|{OPEN_PARTITION}"
+
+
+def month_partition(scope: str, month: str) -> str:
+    return f"{scope}|{MONTH_PREFIX}{month}"
+
+
+def months_row(scope: str, month: str) -> str:
+    """The `months` row of a tenant's month."""
+    return f"{scope}|{month}"
+
+
+def parse_months_row(row_key: str) -> tuple[str, str] | None:
+    """(scope, month) of a `months` row; None for anything else (rows of the old layout)."""
+    m = _MONTH_ROW.match(row_key)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def scope_of(pk: str) -> str:
+    """The tenant scope of a logical `open` or month partition key."""
+    return pk[:SCOPE_CHARS]
+
+
+def _rest(pk: str) -> str | None:
+    """A logical partition key without its scope; None if it has none."""
+    if len(pk) > SCOPE_CHARS and pk[SCOPE_CHARS] == "|" and _SCOPE.match(pk[:SCOPE_CHARS]):
+        return pk[SCOPE_CHARS + 1 :]
+    return None
+
+
+def is_open_partition(pk: str) -> bool:
+    return _rest(pk) == OPEN_PARTITION
+
+
+def is_month_partition(pk: str) -> bool:
+    rest = _rest(pk)
+    return rest is not None and rest.startswith(MONTH_PREFIX)
 
 
 def ci_partition_key(ci: str) -> str:
@@ -137,6 +185,7 @@ class IndexView:
     rules: tuple[str, ...]  # rule hashes
     cis: tuple[str, ...]  # CI hashes
     cis_complete: bool = True  # False: the item row's CI list was truncated (readers only)
+    tenant: str = ""  # the item's tenant id (lowercase): its rows live in that tenant's scope
 
     @property
     def is_open(self) -> bool:
@@ -164,9 +213,10 @@ def location(key: Key) -> tuple[str, str, str]:
     pk, rk = key
     if pk.startswith(CI_PREFIX):
         return table_keys.CMDB_TABLE, pk[len(CI_PREFIX) :], CI_ITEMS_ROW_PREFIX + rk
-    if pk == OPEN_PARTITION:
-        return INDEX_TABLE, month_partition(month_of(sort_key_micros(rk))), OPEN_ROW_PREFIX + rk
-    if pk.startswith(MONTH_PREFIX):
+    if is_open_partition(pk):
+        month = month_of(sort_key_micros(rk))
+        return INDEX_TABLE, month_partition(scope_of(pk), month), OPEN_ROW_PREFIX + rk
+    if is_month_partition(pk):
         return INDEX_TABLE, pk, MONTH_ROW_PREFIX + rk
     return INDEX_TABLE, pk, rk
 
@@ -180,9 +230,9 @@ def stored_entity(key: Key, props: Mapping[str, Any] | None = None) -> tuple[str
 def stream_location(pk: str, month: str | None = None) -> tuple[str, str, str]:
     """(table, PartitionKey, RowKey prefix) to query for the rows of logical partition `pk`;
     the `open` rows are read one fired month at a time."""
-    if pk == OPEN_PARTITION:
+    if is_open_partition(pk):
         assert month is not None
-        return INDEX_TABLE, month_partition(month), OPEN_ROW_PREFIX
+        return INDEX_TABLE, month_partition(scope_of(pk), month), OPEN_ROW_PREFIX
     return location((pk, ""))
 
 
@@ -191,9 +241,9 @@ def key_of(table: str, entity: Mapping[str, Any]) -> Key:
     pk, rk = str(entity["PartitionKey"]), str(entity["RowKey"])
     if table == table_keys.CMDB_TABLE:
         return CI_PREFIX + pk, rk[len(CI_ITEMS_ROW_PREFIX) :]
-    if pk.startswith(MONTH_PREFIX) and rk.startswith(OPEN_ROW_PREFIX):
-        return OPEN_PARTITION, rk[len(OPEN_ROW_PREFIX) :]
-    if pk.startswith(MONTH_PREFIX) and rk.startswith(MONTH_ROW_PREFIX):
+    if is_month_partition(pk) and rk.startswith(OPEN_ROW_PREFIX):
+        return open_partition(scope_of(pk)), rk[len(OPEN_ROW_PREFIX) :]
+    if is_month_partition(pk) and rk.startswith(MONTH_ROW_PREFIX):
         return pk, rk[len(MONTH_ROW_PREFIX) :]
     return pk, rk
 
@@ -225,9 +275,10 @@ def rows(view: IndexView) -> dict[Key, dict[str, Any]]:
         # (the path every alert takes) needs no write here; a listing of resolved items
         # pays one dropped read per item still open.
         month[STATE_FLAG + "Resolved"] = True
-    out: dict[Key, dict[str, Any]] = {(month_partition(month_of(view.fired_at)), key): month}
+    scope = tenant_scope(view.tenant)
+    out: dict[Key, dict[str, Any]] = {(month_partition(scope, month_of(view.fired_at)), key): month}
     if view.is_open:
-        out[(OPEN_PARTITION, key)] = {**base, **flags(view, with_cis=True)}
+        out[(open_partition(scope), key)] = {**base, **flags(view, with_cis=True)}
     for ci in view.cis:
         out[(ci_partition_key(ci), key)] = dict(base)
     return out
@@ -261,7 +312,12 @@ def widens(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
 
 
 def month_rows_of(keys: Iterable[Key]) -> set[str]:
-    return {pk[len(MONTH_PREFIX) :] for pk, _ in keys if pk.startswith(MONTH_PREFIX)}
+    """The `months` rows (`<T>|<yyyy-mm>`) of the month rows among `keys`."""
+    out = set()
+    for pk, _ in keys:
+        if is_month_partition(pk):
+            out.add(months_row(scope_of(pk), pk[SCOPE_CHARS + 1 + len(MONTH_PREFIX) :]))
+    return out
 
 
 # -- reading an item row back -----------------------------------------------------------
@@ -281,6 +337,7 @@ def view_of_entity(entity: Mapping[str, Any]) -> IndexView | None:
         return None
     rules = tuple(r for r in str(entity.get("ruleHashes") or "").split(",") if r)
     cis, complete = item_ci_hashes(entity)
+    tenant = table_keys.tenant_key(str(entity.get("tenantId") or ""))
     return IndexView(
         item_id=item_id,
         fired_at=fired,
@@ -291,6 +348,7 @@ def view_of_entity(entity: Mapping[str, Any]) -> IndexView | None:
         rules=rules,
         cis=cis,
         cis_complete=complete,
+        tenant=tenant,
     )
 
 
@@ -303,10 +361,11 @@ def item_ci_hashes(entity: Mapping[str, Any]) -> tuple[tuple[str, ...], bool]:
         return (), False
     if not isinstance(listed, list):
         return (), False
+    tenant = str(entity.get("tenantId") or "")
     out = []
     for ci in listed:
         if isinstance(ci, dict) and isinstance(ci.get("key"), str):
-            out.append(ci_hash(ci["key"]))
+            out.append(ci_hash(ci["key"], tenant))
     return tuple(sorted(set(out))), True
 
 
@@ -325,11 +384,18 @@ class ItemFilter:
     since: int | None = None  # firedAt >= since (µs)
     until: int | None = None  # firedAt < until (µs)
     flapping: bool | None = None
+    # The tenant whose items to list (lowercase id); None: every tenant (operators, tools).
+    # Listings read only this tenant's partitions: it is never a filter over other rows.
+    tenant: str | None = None
     _key: str = field(default="", compare=False, repr=False)
 
     @property
     def open_only(self) -> bool:
         return set(self.states) <= set(OPEN_STATES)
+
+    def scoped(self, tenant: str | None) -> ItemFilter:
+        """The same filter for one tenant (None: every tenant)."""
+        return replace(self, tenant=None if tenant is None else table_keys.tenant_key(tenant))
 
     def fingerprint(self) -> str:
         """Identifies the query, so a continuation token cannot be used with another one."""
@@ -343,6 +409,7 @@ class ItemFilter:
                 str(self.since),
                 str(self.until),
                 str(self.flapping),
+                "*" if self.tenant is None else tenant_scope(self.tenant),
             )
         )
         return table_keys.digest(text, 12)
@@ -352,6 +419,8 @@ class ItemFilter:
         view = view_of_entity(entity)
         if view is None:
             return False
+        if self.tenant is not None and view.tenant != self.tenant:
+            return False  # a CI listing's rows, or the item of a forged row: never shown
         if view.state not in self.states:
             return False
         if self.severities and view.severity not in self.severities:
@@ -433,66 +502,6 @@ def months_between(months: Iterable[str], flt: ItemFilter, after: str | None) ->
         high = pos if high is None else min(high, pos)
     out = [m for m in months if (low is None or m >= low) and (high is None or m <= high)]
     return sorted(set(out), reverse=True)
-
-
-# -- CMDB search ----------------------------------------------------------------------------
-
-_KEY_UNSAFE = re.compile(r"[%/\\#?\x00-\x1f\x7f-\x9f|]")
-
-
-def _escape(text: str) -> str:
-    """Prefix-preserving escape of characters row keys forbid (and our separator)."""
-    return _KEY_UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", text)
-
-
-NAME_KEY_CHARS = 200
-
-
-def name_key(name: str) -> str:
-    """The searchable part of a CI name row key: lowercased, escaped, bounded."""
-    return _escape(name.strip().lower())[:NAME_KEY_CHARS]
-
-
-def ci_name_row(name: str, ci: str) -> str:
-    return f"{name_key(name)}|{ci}"
-
-
-def ci_name_props(data: Mapping[str, Any], key: str, display: str) -> dict[str, Any]:
-    return {
-        "ci": ci_hash(key),
-        "key": key[:1024],
-        "display": display[:1024],
-        "name": str(data.get("name") or display)[:1024],
-        "kind": str(data.get("kind") or ""),
-        "resourceType": str(data.get("resourceType") or "").lower(),
-        "subscriptionId": str(data.get("subscriptionId") or "").lower(),
-    }
-
-
-def name_prefix_range(prefix: str) -> str:
-    """RowKey bounds for names starting with `prefix` (case-insensitive)."""
-    low = name_key(prefix)
-    if not low:
-        return ""
-    high = _successor(low)
-    if high is None:  # the prefix is all U+10FFFF: every key from it on starts with it
-        return f"RowKey ge '{quote(low)}'"
-    return f"RowKey ge '{quote(low)}' and RowKey lt '{quote(high)}'"
-
-
-def _successor(prefix: str) -> str | None:
-    """The least string greater than every string starting with ``prefix``, or None.
-
-    Never a lone surrogate (the Tables SDK cannot encode one): after U+D7FF comes U+E000;
-    a trailing U+10FFFF has no successor, so the character before it is increased instead.
-    """
-    stripped = prefix.rstrip("\U0010ffff")
-    if not stripped:
-        return None
-    last = ord(stripped[-1]) + 1
-    if 0xD800 <= last <= 0xDFFF:
-        last = 0xE000
-    return stripped[:-1] + chr(last)
 
 
 __all__ = [

@@ -158,7 +158,7 @@ def binding_props(item_id: str, ci: CiSeen, group: GroupKey) -> Props:
         "group": group.hash[: table_keys.GROUP_CHARS],
         "itemId": item_id,
         "ciKey": ci.key,
-        "ciPartition": table_keys.ci_partition(ci.key),
+        "ciPartition": table_keys.ci_partition(ci.key, group.tenant),
         "display": ci.display,
         "kind": _s(ci.data.get("kind")),
     }
@@ -170,7 +170,9 @@ def group_rows(derived: Derived, group: GroupKey) -> dict[str, Props]:
     for view in derived.items.values():
         rows[table_keys.item_row(view.id)] = item_props(view, group, derived.cis)
         for ci in derived.cis:
-            rows[table_keys.binding_row(view.id, ci.key)] = binding_props(view.id, ci, group)
+            rows[table_keys.binding_row(view.id, ci.key, group.tenant)] = binding_props(
+                view.id, ci, group
+            )
     for entry in derived.history.values():
         rows[table_keys.history_row(group.hash, entry.entry_id)] = history_props(entry, group)
         if entry.item_id:
@@ -239,9 +241,10 @@ def ci_group_props(group: GroupKey) -> Props:
 CI_FIELDS = ("kind", "subscriptionId", "resourceGroup", "provider", "resourceType", "name")
 
 
-def cmdb_props(ci: CiSeen) -> Props:
-    """The CMDB entity's content for a merged CI record (minute precision, see ci_covered)."""
-    props: Props = {"key": ci.key, "display": ci.display}
+def cmdb_props(ci: CiSeen, tenant: str) -> Props:
+    """The CMDB entity's content for a merged CI record (minute precision, see ci_covered),
+    and the tenant whose CI it is (the API shows a CI to that tenant only)."""
+    props: Props = {"key": ci.key, "display": ci.display, "tenantId": tenant}
     for name in CI_FIELDS:
         value = ci.data.get(name)
         props[name] = "" if value is None else str(value)[:SHORT_LIMIT]

@@ -604,6 +604,7 @@ class Derived:
     history: Mapping[str, HistoryView]
     cis: tuple[CiSeen, ...]
     archived: tuple[str, ...] = ()
+    group: GroupKey | None = None  # whose items: the index rows live in its tenant's scope
 
 
 @dataclass
@@ -874,7 +875,7 @@ def derive(state: GroupState, policy: Policy) -> Derived:
     for o in state.overlays:
         target = owners.get(o.anchor) or (o.item_id if o.item_id in items else None)
         history[o.id] = HistoryView(o.id, target, MANUAL, overlay_changes(o), o.at, False, actor=o)
-    return Derived(items, history, state.cis, state.archived)
+    return Derived(items, history, state.cis, state.archived, state.group)
 
 
 def priority(severity: int | None, override: int | None) -> int:

@@ -156,7 +156,7 @@ def test_the_requests_named_in_issue_14_answer_400(api: Api, items: list[str]) -
     for query in ("vm\U0010ffff", "vm\ud7ff", "\U0010ffff", "\ud7ff\U0010ffff"):
         answer = api.get(f"/api/cis?query={quote(query, safe='')}")
         assert answer.status in (200, 400), answer
-    forged = params.make_token(params.ci_search(CIS).fingerprint(), "vm\ud800")
+    forged = params.make_token(params.ci_search(CIS, af.TENANT).fingerprint(), "vm\ud800")
     answer = api.get(f"/api/cis?continuationToken={forged}")
     assert (answer.status, answer.body["error"]) == (400, "invalid_continuation_token")
     for name, date in (
@@ -196,8 +196,8 @@ def test_ids_in_paths(api: Api, items: list[str], text: str) -> None:
 def test_forged_and_truncated_continuation_tokens(
     api: Api, items: list[str], position: str, cut: int, top: str
 ) -> None:
-    listing = params.list_request(LISTING).filter.fingerprint()
-    search = params.ci_search(CIS).fingerprint()
+    listing = params.list_request(LISTING, af.TENANT).filter.fingerprint()
+    search = params.ci_search(CIS, af.TENANT).fingerprint()
     for path, fingerprint in (("/api/workitems", listing), ("/api/cis", search)):
         forged = params.make_token(fingerprint, position)
         _assert_no_5xx(api.get(f"{path}?top={top}&continuationToken={forged}"))

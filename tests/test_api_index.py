@@ -108,6 +108,6 @@ def test_no_item_is_ever_missing_from_the_indexes(
     left = [
         str(e["itemId"])
         for e in _entities(storage, workitem_index.INDEX_TABLE)
-        if workitem_index.key_of(workitem_index.INDEX_TABLE, e)[0] == workitem_index.OPEN_PARTITION
+        if workitem_index.is_open_partition(workitem_index.key_of(workitem_index.INDEX_TABLE, e)[0])
     ]
     assert set(open_ids) <= set(left)

@@ -128,7 +128,7 @@ def test_filters(
 
 
 def test_ci_filter_takes_the_ci_id(api: Api, seeded: dict[str, str]) -> None:
-    ci_id = workitem_index.ci_id(workitem_index.ci_hash(VM2.lower()))
+    ci_id = workitem_index.ci_id(workitem_index.ci_hash(VM2.lower(), af.TENANT))
     assert names(seeded, api.list_all(ci=ci_id)) == ["acked", "sev0-vm2"]
 
 
@@ -140,7 +140,7 @@ def test_a_cis_item_rows_live_in_its_cmdb_partition_and_stale_ones_get_repaired(
     cmdb = TableServiceClient.from_connection_string(storage).get_table_client(
         table_keys.CMDB_TABLE
     )
-    ci = workitem_index.ci_hash(VM2.lower())
+    ci = workitem_index.ci_hash(VM2.lower(), af.TENANT)
     rows = list(
         cmdb.query_entities(f"PartitionKey eq '{ci}' and RowKey gt 's|' and RowKey lt 's}}'")
     )
@@ -301,7 +301,8 @@ def test_stale_index_rows_are_never_shown_and_get_repaired(
     def plant(item_id: str, minutes: float, seq: int = 0) -> None:
         micros = to_micros(af.at(minutes))
         assert micros is not None
-        key = (workitem_index.OPEN_PARTITION, workitem_index.sort_key(micros, item_id))
+        scope = workitem_index.tenant_scope(af.TENANT)
+        key = (workitem_index.open_partition(scope), workitem_index.sort_key(micros, item_id))
         _, pk, rk = workitem_index.location(key)
         index.upsert_entity(
             {
@@ -326,8 +327,9 @@ def test_stale_index_rows_are_never_shown_and_get_repaired(
         return sorted(
             str(r["itemId"])
             for r in rows
-            if workitem_index.key_of(workitem_index.INDEX_TABLE, r)[0]
-            == workitem_index.OPEN_PARTITION
+            if workitem_index.is_open_partition(
+                workitem_index.key_of(workitem_index.INDEX_TABLE, r)[0]
+            )
         )
 
     assert ids(api.list_all()) == before

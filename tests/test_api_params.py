@@ -8,16 +8,17 @@ from typing import Any
 
 import pytest
 
-from shared import workitem_index
+from shared import ci_names, workitem_index
 from shared.api import params
 from shared.api.params import UNSET, BadRequest
 from shared.workitem_index import OPEN_STATES, STATES, ItemFilter
 
 URL = "http://localhost:7071/api/workitems"
+TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 
 
 def lst(query: str = "") -> params.ListRequest:
-    return params.list_request(f"{URL}?{query}" if query else URL)
+    return params.list_request(f"{URL}?{query}" if query else URL, TENANT)
 
 
 def bad(fn: Any, *args: Any) -> BadRequest:
@@ -30,7 +31,7 @@ def bad(fn: Any, *args: Any) -> BadRequest:
 
 def test_defaults_are_open_items_fifty_per_page() -> None:
     request = lst()
-    assert request.filter == ItemFilter()
+    assert request.filter == ItemFilter(tenant=TENANT)
     assert request.filter.states == OPEN_STATES
     assert request.top == 50
     assert request.after is None
@@ -118,10 +119,10 @@ def test_filters() -> None:
 def test_ci_by_id_or_key() -> None:
     key = "/subscriptions/x/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/VM1"
     by_key = lst("ci=" + key.replace("/", "%2F")).filter.ci
-    assert by_key == workitem_index.ci_hash(key.lower())
+    assert by_key == workitem_index.ci_hash(key.lower(), TENANT)
     ci_id = workitem_index.ci_id(by_key)
     assert lst(f"ci={ci_id.lower()}").filter.ci == by_key
-    assert lst("ci=VM-WEB-01").filter.ci == workitem_index.ci_hash("vm-web-01")
+    assert lst("ci=VM-WEB-01").filter.ci == workitem_index.ci_hash("vm-web-01", TENANT)
 
 
 def test_continuation_tokens_round_trip_and_bind_to_their_query() -> None:
@@ -273,7 +274,7 @@ def test_etags_round_trip() -> None:
     [("vm\U0010ffff", "vn"), ("a\ud7ff", "a\ue000"), ("ab", "ac"), ("\U0010ffff", None)],
 )
 def test_name_prefix_bounds_are_encodable(prefix: str, high: str | None) -> None:
-    clause = workitem_index.name_prefix_range(prefix)
+    clause = ci_names.name_prefix_range(prefix)
     clause.encode("utf-8")  # the Tables SDK sends the filter as UTF-8
     if high is None:
         assert " lt " not in clause
@@ -282,9 +283,9 @@ def test_name_prefix_bounds_are_encodable(prefix: str, high: str | None) -> None
 
 
 def test_a_ci_position_with_a_lone_surrogate_is_refused() -> None:
-    fingerprint = params.ci_search("http://x/api/cis").fingerprint()
+    fingerprint = params.ci_search("http://x/api/cis", TENANT).fingerprint()
     token = params.make_token(fingerprint, "vm\ud800")
-    assert bad(params.ci_search, f"http://x/api/cis?continuationToken={token}").code == (
+    assert bad(params.ci_search, f"http://x/api/cis?continuationToken={token}", TENANT).code == (
         "invalid_continuation_token"
     )
 

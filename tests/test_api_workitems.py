@@ -43,7 +43,7 @@ def test_get_returns_the_item_its_cis_and_history(api: Api) -> None:
     assert body["alertRuleId"] == af.RULE_ID
     assert [c["key"] for c in body["configurationItems"]] == sorted([af.VM.lower(), other.lower()])
     for ci in body["configurationItems"]:
-        assert ci["id"] == workitem_index.ci_id(workitem_index.ci_hash(ci["key"]))
+        assert ci["id"] == workitem_index.ci_id(workitem_index.ci_hash(ci["key"], af.TENANT))
     assert [h["effect"] for h in body["history"]] == ["resolved", "created"]  # newest first
     assert body["history"][1]["alert"]["condition"] == "Fired"
     assert body["history"][0]["alert"]["resolvedAt"] == af.at(9)

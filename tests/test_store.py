@@ -80,13 +80,13 @@ def test_ci_keys_with_forbidden_characters_unicode_and_2_kb(workitem_env: WorkIt
     s = workitem_env.store
     assert {b["ciKey"] for b in s.item_cis(item["id"])} == {c.lower() for c in WEIRD_CIS}
     for key in WEIRD_CIS:
-        ci = s.get_ci(key.lower())
+        ci = s.get_ci(key.lower(), af.TENANT)
         assert ci is not None
         assert ci["display"] == key
         assert ci["key"] == key.lower()
         assert ci["firstSeen"] == af.at(0)[:17] + "00.000000Z"
         assert ci["lastSeen"] == af.at(5)[:17] + "00.000000Z"
-        assert [i["id"] for i in s.ci_items(key.lower())] == [item["id"]]
+        assert [i["id"] for i in s.ci_items(key.lower(), af.TENANT)] == [item["id"]]
 
 
 def test_long_texts_are_truncated_with_a_marker_and_the_payload_stays_reachable(
@@ -358,7 +358,7 @@ def test_a_fired_whose_group_exists_after_all_is_a_duplicate_and_leaves_no_trace
     and the index rows the guess widened are put back."""
     workitem_env.process([fired("a", 0, cis=(af.VM,)), resolved("a", 0, 4, cis=(af.VM,))])
     tables, index = workitem_env.snapshot(), _index_rows(workitem_env.connection_string)
-    assert any(pk == workitem_index.OPEN_PARTITION for pk, _ in index) is False
+    assert any(workitem_index.is_open_partition(pk) for pk, _ in index) is False
     store.clear_caches()  # a fresh process
     event = event_from_alert(fired("a", 0, cis=(af.VM,)), "alert")
     result = workitem_env.store.apply(event, lambda: event_facts(fired("a", 0), event, "", "", ""))
@@ -391,7 +391,11 @@ def test_index_rows_left_by_an_interrupted_attempt_are_merged_into(
     workitem_env.process([alert])
     fresh = _index_rows(workitem_env.connection_string)
     item_rows = {key: row for key, row in fresh.items() if "itemId" in row}
-    assert {pk for pk, _ in item_rows} == {workitem_index.OPEN_PARTITION, "m|2024-03"}
+    scope = workitem_index.tenant_scope(af.TENANT)
+    assert {pk for pk, _ in item_rows} == {
+        workitem_index.open_partition(scope),
+        workitem_index.month_partition(scope, "2024-03"),
+    }
     workitem_env.wipe()
     service = TableServiceClient.from_connection_string(workitem_env.connection_string)
     service.create_table(workitem_index.INDEX_TABLE)
@@ -422,7 +426,8 @@ def test_a_lone_index_insert_into_a_missing_table_creates_the_table(
     result = apply(workitem_env.store, resolved("b", 0, 4, cis=(af.VM,)))
     assert (result.outcome, result.attempts) == ("applied", 1)
     rows = _index_rows(workitem_env.connection_string)
-    assert [key[0] for key, row in rows.items() if "itemId" in row] == ["m|2024-03"]
+    month = workitem_index.month_partition(workitem_index.tenant_scope(af.TENANT), "2024-03")
+    assert [key[0] for key, row in rows.items() if "itemId" in row] == [month]
 
 
 def test_a_later_copy_of_a_folded_log_resolve_is_a_duplicate(workitem_env: WorkItemEnv) -> None:

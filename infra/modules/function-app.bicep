@@ -82,6 +82,9 @@ param boardApiScope string
 @description('Days after which resolved and closed work items are deleted (RETENTION_DAYS).')
 param retentionDays int
 
+@description('Comma-separated tenant ids whose callers see every tenant (AAD_OPERATOR_TENANT_IDS); empty: none.')
+param operatorTenantIds string
+
 var storageSuffix = environment().suffixes.storage
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -215,6 +218,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'RETENTION_DAYS'
           value: string(retentionDays)
+        }
+        {
+          name: 'AAD_OPERATOR_TENANT_IDS'
+          value: operatorTenantIds
         }
       ]
     }

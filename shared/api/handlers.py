@@ -17,7 +17,7 @@ from typing import Any
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared import alert_outbox, caller, responses, store, workitem_index
+from shared import alert_outbox, caller, responses, store, table_keys, workitem_index
 from shared.api import history, params, security, views
 from shared.auth import Principal
 from shared.config import Settings
@@ -93,10 +93,13 @@ def _item_response(
 
 
 def _list(
-    req: func.HttpRequest, settings: Settings, _p: Principal, correlation_id: str
+    req: func.HttpRequest, settings: Settings, principal: Principal, correlation_id: str
 ) -> func.HttpResponse:
     s = _store(settings)
-    request = params.list_request(req.url, lambda name: _ci_named(s, name))
+    who = security.caller(settings, principal)
+    request = params.list_request(
+        req.url, who.tenant, who.operator, lambda name, tenant: _ci_named(s, name, tenant)
+    )
     page = s.list_items(request.filter, request.top, request.after)
     now = _now()
     token = (
@@ -113,10 +116,10 @@ def _list(
     )
 
 
-def _ci_named(s: store.WorkItemStore, name: str) -> str | None:
-    """The one CI with this name in the CMDB, None if none; 400 if several."""
-    found = s.ci_hashes_named(name)
-    key = workitem_index.ci_hash(name)
+def _ci_named(s: store.WorkItemStore, name: str, tenant: str) -> str | None:
+    """The one CI with this name in the tenant's CMDB, None if none; 400 if several."""
+    found = s.ci_hashes_named(name, tenant)
+    key = workitem_index.ci_hash(name, tenant)
     if not found or key in found:
         return None  # the CI known by this very key (a computer name)
     if len(found) == 1:
@@ -138,12 +141,12 @@ def list_workitems(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _get(
-    req: func.HttpRequest, settings: Settings, _p: Principal, correlation_id: str
+    req: func.HttpRequest, settings: Settings, principal: Principal, correlation_id: str
 ) -> func.HttpResponse:
     item_id = params.item_id(req.route_params.get("id"))
     params.query_params(req.url, ())
     s = _store(settings)
-    item = s.get_item(item_id)
+    item = s.get_item(item_id, security.caller(settings, principal).reads)
     if item is None:
         raise store.ItemNotFound(item_id)
     # The outbox's repair: a PATCH that could not queue its alert sync left a record.
@@ -198,6 +201,7 @@ def _update(
             if_match=None if expected == params.ANY else tuple(expected),
             sync_alerts=settings.alert_sync.enabled,
             before_outbox=alert_outbox.before_commit(settings),
+            tenant=security.caller(settings, principal).reads,
         )
     except store.PreconditionFailed as exc:
         headers = {"ETag": params.etag_header(exc.etag)} if exc.etag else {}
@@ -267,11 +271,17 @@ def update_workitem(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _search(
-    req: func.HttpRequest, settings: Settings, _p: Principal, correlation_id: str
+    req: func.HttpRequest, settings: Settings, principal: Principal, correlation_id: str
 ) -> func.HttpResponse:
-    search = params.ci_search(req.url)
+    who = security.caller(settings, principal)
+    search = params.ci_search(req.url, who.tenant, who.operator)
     page = _store(settings).search_cis(
-        search.query, search.resource_type, search.subscription, search.top, search.after
+        search.query,
+        search.resource_type,
+        search.subscription,
+        search.top,
+        search.after,
+        search.tenant,
     )
     token = None if page.after is None else params.make_token(search.fingerprint(), page.after)
     return responses.json_response(
@@ -293,12 +303,12 @@ def search_cis(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _get_ci(
-    req: func.HttpRequest, settings: Settings, _p: Principal, correlation_id: str
+    req: func.HttpRequest, settings: Settings, principal: Principal, correlation_id: str
 ) -> func.HttpResponse:
     ci = params.ci_id(req.route_params.get("id"))
     params.query_params(req.url, ())
     s = _store(settings)
-    entity = s.ci_entity(ci)
+    entity = s.ci_entity(ci, security.caller(settings, principal).reads)
     if entity is None:
         return responses.error(
             404,
@@ -307,11 +317,16 @@ def _get_ci(
             correlation_id=correlation_id,
         )
     now = _now()
+    tenant = table_keys.tenant_key(str(entity.get("tenantId") or ""))  # the CI's items
     open_items = s.list_items(
-        workitem_index.ItemFilter(states=workitem_index.OPEN_STATES, ci=ci), CI_OPEN_ITEMS, None
+        workitem_index.ItemFilter(states=workitem_index.OPEN_STATES, ci=ci, tenant=tenant),
+        CI_OPEN_ITEMS,
+        None,
     )
     recent = s.list_items(
-        workitem_index.ItemFilter(states=workitem_index.STATES, ci=ci), CI_RECENT_ITEMS, None
+        workitem_index.ItemFilter(states=workitem_index.STATES, ci=ci, tenant=tenant),
+        CI_RECENT_ITEMS,
+        None,
     )
     return responses.json_response(
         200,

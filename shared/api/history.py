@@ -15,7 +15,7 @@ import azure.functions as func
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared import alert_queue, responses, store, table_keys
-from shared.api import params, views
+from shared.api import params, security, views
 from shared.auth import Principal
 from shared.config import Settings
 
@@ -51,7 +51,7 @@ def _top(query: dict[str, str]) -> int:
 
 
 def page(
-    req: func.HttpRequest, settings: Settings, _p: Principal, correlation_id: str
+    req: func.HttpRequest, settings: Settings, principal: Principal, correlation_id: str
 ) -> func.HttpResponse:
     item_id = params.item_id(req.route_params.get("id"))
     query = params.query_params(req.url, ("top", "continuationToken"))
@@ -66,7 +66,7 @@ def page(
         )
     )
     s = store.store_for(settings)
-    item = s.get_item(item_id)
+    item = s.get_item(item_id, security.caller(settings, principal).reads)
     if item is None:
         raise store.ItemNotFound(item_id)
     entries, next_after = s.history_page(item, top, after)
@@ -81,7 +81,7 @@ def page(
 
 
 def payload(
-    req: func.HttpRequest, settings: Settings, _p: Principal, correlation_id: str
+    req: func.HttpRequest, settings: Settings, principal: Principal, correlation_id: str
 ) -> func.HttpResponse:
     item_id = params.item_id(req.route_params.get("id"))
     event_id = str(req.route_params.get("eventId") or "")
@@ -95,7 +95,9 @@ def payload(
     )
     if not EVENT_ID.fullmatch(event_id):
         return missing
-    data, blob = store.store_for(settings).event_payload(item_id, event_id)
+    data, blob = store.store_for(settings).event_payload(
+        item_id, event_id, security.caller(settings, principal).reads
+    )
     try:
         if data is not None:
             envelope = alert_queue.inflate(data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -42,12 +43,14 @@ LIST_PARAMS = (
     "since",
     "until",
     "flapping",
+    "tenant",
     "top",
     "continuationToken",
 )
-CI_SEARCH_PARAMS = ("query", "type", "subscription", "top", "continuationToken")
+CI_SEARCH_PARAMS = ("query", "type", "subscription", "tenant", "top", "continuationToken")
 PATCH_FIELDS = ("state", "assignee", "assignmentGroup", "priority", "note")
 JSON_MEDIA_TYPES = ("application/json", "application/merge-patch+json")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 class BadRequest(Exception):
@@ -274,21 +277,57 @@ def _text_param(params: Mapping[str, str], name: str) -> str | None:
     return raw.strip()
 
 
-def ci_reference(value: str, by_name: Callable[[str], str | None] | None = None) -> str:
-    """A CI hash from a CI id (`CI-…`), an ARM resource id, or a name.
+def tenant_filter(params: Mapping[str, str], own: str, operator: bool) -> str | None:
+    """The tenant a listing reads: the caller's own; for an operator (AAD_OPERATOR_TENANT_IDS)
+    the `tenant` parameter's, or None (every tenant) without it. A caller of another tenant
+    that names any tenant but its own gets 400, whatever exists (nothing to learn)."""
+    raw = params.get("tenant")
+    if raw is None:
+        return None if operator else own
+    value = raw.strip().lower()
+    if not _GUID.match(value):
+        raise BadRequest(
+            "invalid_parameter", f"tenant {_show(raw)} is not a tenant id (a GUID).", "tenant"
+        )
+    if not operator and value != own:
+        raise BadRequest(
+            "invalid_parameter",
+            "tenant can name only your own tenant (your token's tid): only callers from an "
+            "operator tenant (AAD_OPERATOR_TENANT_IDS) see other tenants.",
+            "tenant",
+        )
+    return value
+
+
+def ci_reference(
+    value: str, tenant: str | None, by_name: Callable[[str], str | None] | None = None
+) -> str:
+    """A CI hash from a CI id (`CI-…`), an ARM resource id, or a name, in `tenant`'s CMDB.
 
     A name is looked up with `by_name` (the CMDB's name index: a resource named
     `vm-web-01` is found by that name); when it names no CI there, it is taken as the key
-    of a CI known by name only (a computer name from a log alert).
+    of a CI known by name only (a computer name from a log alert). Across every tenant (an
+    operator without `tenant`) only a CI id says which CI is meant.
     """
     found = workitem_index.parse_ci_id(value)
     if found is not None:
         return found
+    if tenant is None:
+        raise BadRequest(
+            "tenant_required",
+            "ci names a CI by name or resource id, and each tenant has its own CMDB: pass "
+            "tenant as well, or the CI's id (CI-…, from GET /api/cis).",
+            "ci",
+        )
     if by_name is not None and not value.startswith("/"):
         named = by_name(value)
         if named is not None:
             return named
-    return workitem_index.ci_hash(value)
+    return workitem_index.ci_hash(value, tenant)
+
+
+def _named_in(ci_by_name: Callable[[str, str], str | None], tenant: str, name: str) -> str | None:
+    return ci_by_name(name, tenant)
 
 
 @dataclass(frozen=True)
@@ -298,20 +337,31 @@ class ListRequest:
     after: str | None
 
 
-def list_request(url: str, ci_by_name: Callable[[str], str | None] | None = None) -> ListRequest:
-    """The list query; `ci_by_name` resolves a CI given by name (see ci_reference)."""
+def list_request(
+    url: str,
+    own_tenant: str,
+    operator: bool = False,
+    ci_by_name: Callable[[str, str], str | None] | None = None,
+) -> ListRequest:
+    """The list query of a caller of `own_tenant` (an operator tenant's: see tenant_filter);
+    `ci_by_name` resolves a CI given by name in a tenant (see ci_reference)."""
     params = query_params(url, LIST_PARAMS)
+    tenant = tenant_filter(params, own_tenant, operator)
     ci = _text_param(params, "ci")
     rule = _text_param(params, "rule")
+    by_name = None
+    if ci_by_name is not None and tenant is not None:
+        by_name = functools.partial(_named_in, ci_by_name, tenant)
     flt = ItemFilter(
         states=states(params),
         severities=severities(params),
         priorities=priorities(params),
-        ci=ci_reference(ci, ci_by_name) if ci is not None else None,
+        ci=ci_reference(ci, tenant, by_name) if ci is not None else None,
         rule=workitem_index.rule_hash(rule) if rule is not None else None,
         since=timestamp(params, "since"),
         until=timestamp(params, "until"),
         flapping=boolean(params, "flapping"),
+        tenant=tenant,
     )
     if flt.since is not None and flt.until is not None and flt.since >= flt.until:
         raise BadRequest("invalid_parameter", "since must be earlier than until.", "since")
@@ -329,17 +379,17 @@ class CiSearch:
     subscription: str | None
     top: int
     after: str | None
+    tenant: str | None = None  # None: every tenant (an operator without `tenant`)
 
     def fingerprint(self) -> str:
-        text = f"{self.query}|{self.resource_type}|{self.subscription}"
+        text = f"{self.query}|{self.resource_type}|{self.subscription}|{self.tenant or '*'}"
         return table_keys.digest(text, 12)
 
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-
-
-def ci_search(url: str) -> CiSearch:
+def ci_search(url: str, own_tenant: str, operator: bool = False) -> CiSearch:
+    """The CI search of a caller of `own_tenant` (an operator tenant's: see tenant_filter)."""
     params = query_params(url, CI_SEARCH_PARAMS)
+    tenant = tenant_filter(params, own_tenant, operator)
     query = params.get("query")
     query = query.strip() if query is not None and query.strip() else None
     resource_type = _text_param(params, "type")
@@ -359,12 +409,19 @@ def ci_search(url: str) -> CiSearch:
             f"subscription {_show(subscription)} is not a subscription id (a GUID).",
             "subscription",
         )
+    if tenant is None and query is not None and query.lower().startswith("/subscriptions/"):
+        raise BadRequest(
+            "tenant_required",
+            "query is a resource id, and each tenant has its own CMDB: pass tenant as well.",
+            "query",
+        )
     search = CiSearch(
         query=query,
         resource_type=resource_type.lower() if resource_type else None,
         subscription=subscription.lower() if subscription else None,
         top=top(params, CI_DEFAULT_TOP),
         after=None,
+        tenant=tenant,
     )
     token = params.get("continuationToken")
     if token is None:
@@ -372,7 +429,9 @@ def ci_search(url: str) -> CiSearch:
     after = continuation(
         token, search.fingerprint(), lambda v: 0 < len(v) <= 1024 and table_keys.is_key_text(v)
     )
-    return CiSearch(search.query, search.resource_type, search.subscription, search.top, after)
+    return CiSearch(
+        search.query, search.resource_type, search.subscription, search.top, after, tenant
+    )
 
 
 # -- continuation tokens ----------------------------------------------------------------------

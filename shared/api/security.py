@@ -8,12 +8,18 @@ the user at all, the role says what the user may do. The ingest role
 (ActionGroupsSecureWebhook) grants nothing here, and these roles grant nothing on
 `/api/alerts` (the ingest policy requires its own role, refuses delegated tokens and
 allows only the AzNS caller app).
+
+Tenants (docs/security.md, "Tenant model"): a caller sees the work items and CIs of its own
+tenant (the token's `tid`) only; callers from AAD_OPERATOR_TENANT_IDS see every tenant.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from shared import table_keys
 from shared.auth import AccessPolicy, Principal
-from shared.config import AuthSettings
+from shared.config import AuthSettings, Settings
 from shared.store import Actor
 
 READ_ROLE = "WorkItems.Read"
@@ -56,3 +62,22 @@ def actor(principal: Principal) -> Actor:
         return Actor(name, USER, principal.object_id, principal.caller_app_id)
     app = principal.caller_app_id
     return Actor(f"app {app}", APPLICATION, principal.object_id, app)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whose data a request may see: its tenant, and whether that tenant operates them all."""
+
+    tenant: str  # the token's tid, lowercase
+    operator: bool
+
+    @property
+    def reads(self) -> str | None:
+        """The tenant a point read (detail, PATCH, history, payload, CI) is confined to;
+        None: any (an operator)."""
+        return None if self.operator else self.tenant
+
+
+def caller(settings: Settings, principal: Principal) -> Caller:
+    tenant = table_keys.tenant_key(principal.tenant_id)
+    return Caller(tenant, tenant in settings.operator_tenant_ids)

@@ -43,13 +43,14 @@ def _object(entity: Mapping[str, Any], name: str) -> dict[str, Any] | None:
 
 def item_cis(entity: Mapping[str, Any]) -> list[dict[str, Any]]:
     listed = _json(entity, "configurationItems")
+    tenant = str(entity.get("tenantId") or "")
     out = []
     for ci in listed if isinstance(listed, list) else []:
         if not isinstance(ci, dict) or not isinstance(ci.get("key"), str):
             continue
         out.append(
             {
-                "id": workitem_index.ci_id(workitem_index.ci_hash(ci["key"])),
+                "id": workitem_index.ci_id(workitem_index.ci_hash(ci["key"], tenant)),
                 "key": ci["key"],
                 "display": str(ci.get("display") or ci["key"]),
                 "kind": ci.get("kind") if isinstance(ci.get("kind"), str) else None,
@@ -81,6 +82,7 @@ def item_summary(entity: Mapping[str, Any], now_micros: int) -> dict[str, Any]:
         "occurrences": _int(entity, "occurrences"),
         "reopenCount": _int(entity, "reopenCount"),
         "updatedAt": _text(entity, "updatedAt"),
+        "tenantId": _text(entity, "tenantId"),
         "url": f"{API}/workitems/{item_id}",
     }
 
@@ -124,16 +126,19 @@ def item_detail(
         "createdAt": _text(entity, "createdAt"),
         "payloadBlob": _text(entity, "lastPayloadBlob"),
     }
-    bound = [binding(b) for b in bindings]
+    tenant = str(entity.get("tenantId") or "")
+    bound = [binding(b, tenant) for b in bindings]
     if bound:  # the bindings are authoritative; the item's list may be truncated
         detail["configurationItems"] = sorted(bound, key=lambda c: str(c["key"]))
     detail["history"] = [history_entry(h) for h in history]
     return detail
 
 
-def binding(entity: Mapping[str, Any]) -> dict[str, Any]:
+def binding(entity: Mapping[str, Any], tenant: str) -> dict[str, Any]:
+    """An item -> CI binding; the CI id is computed from the item's tenant and the CI's key
+    (a binding written before CMDBs were per tenant names the shared CI in `ciPartition`)."""
     key = str(entity.get("ciKey") or "")
-    partition = str(entity.get("ciPartition") or workitem_index.ci_hash(key))
+    partition = workitem_index.ci_hash(key, tenant)
     return {
         "id": workitem_index.ci_id(partition),
         "key": key,
@@ -186,7 +191,7 @@ def history_entry(entity: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def ci(entity: Mapping[str, Any]) -> dict[str, Any]:
-    partition = str(entity.get("PartitionKey") or workitem_index.ci_hash(str(entity["key"])))
+    partition = str(entity.get("PartitionKey"))
     return {
         "id": workitem_index.ci_id(partition),
         "key": str(entity.get("key") or ""),
@@ -199,5 +204,6 @@ def ci(entity: Mapping[str, Any]) -> dict[str, Any]:
         "resourceType": _text(entity, "resourceType"),
         "firstSeen": _text(entity, "firstSeen"),
         "lastSeen": _text(entity, "lastSeen"),
+        "tenantId": _text(entity, "tenantId"),
         "url": f"{API}/cis/{workitem_index.ci_id(partition)}",
     }

@@ -9,9 +9,10 @@ retries, and no update is ever lost. The rows are a function of the group state
 
 One module per job, as docs/data-model.md's sections (its "Code map" lists them):
 `base` (tables, caches, locks), `index` (the API's index rows around each commit),
-`cmdb` (CIs and their bindings), `reads` (what the API reads), `groups` (applying events
-under the group lock), `people` (people's changes), `retention` (deleting expired items),
-`sync_history` (how people's changes reached the Azure alerts, in the items' history).
+`cmdb` (CIs and their bindings), `ci_reads` (the API's CMDB reads), `reads` (what the API
+reads), `groups` (applying events under the group lock), `people` (people's changes),
+`retention` (deleting expired items), `sync_history` (how people's changes reached the
+Azure alerts, in the items' history).
 `WorkItemStore` combines them.
 """
 

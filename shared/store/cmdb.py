@@ -12,7 +12,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import UpdateMode
 
-from shared import table_keys, workitem_index, workitem_rows
+from shared import ci_names, table_keys, workitem_index, workitem_rows
 from shared.alert_events import Ci, Event, GroupKey, to_micros
 from shared.log_text import get_logger
 from shared.store.base import _CI_CACHE, CI_ATTEMPTS, ContentionError, IndexOp, _now
@@ -31,13 +31,13 @@ log = get_logger(__name__)
 class _Cmdb(_Index):
     """The store's cmdb part (shared.store.WorkItemStore combines them)."""
 
-    def _write_ci_name(self, ci: Ci, pk: str) -> None:
-        """The CI's row in the name index (immutable: blind upserts agree)."""
+    def _write_ci_name(self, ci: Ci, pk: str, tenant: str) -> None:
+        """The CI's row in its tenant's name index (immutable: blind upserts agree)."""
         name = str(ci.data.get("name") or ci.display)
         entity = {
-            "PartitionKey": workitem_index.CI_NAMES_PARTITION,
-            "RowKey": workitem_index.ci_name_row(name, pk),
-            **workitem_index.ci_name_props(ci.data, ci.key, ci.display),
+            "PartitionKey": ci_names.names_partition(workitem_index.tenant_scope(tenant)),
+            "RowKey": ci_names.ci_name_row(name, pk),
+            **ci_names.ci_name_props(ci.data, ci.key, ci.display, tenant),
         }
         operation = ("upsert", entity, {"mode": UpdateMode.REPLACE})
         self._call(INDEX_TABLE, lambda _t: self._coalesced(INDEX_TABLE, operation))
@@ -62,12 +62,12 @@ class _Cmdb(_Index):
             else:
                 rest.append(op)
         for ci in event.cis:
-            rows = carried.pop(table_keys.ci_partition(ci.key), [])
+            rows = carried.pop(table_keys.ci_partition(ci.key, group.tenant), [])
             known = before.ci(ci.key)
             if not rows and ci_covered(known, ci, event.seen_time):
                 continue  # written before the group committed what it knows about this CI
             bind = group if known is None else None
-            writes.etags.update(self._write_ci(ci, event.seen_time, bind, rows))
+            writes.etags.update(self._write_ci(ci, group.tenant, event.seen_time, bind, rows))
         for rows in carried.values():  # CIs of the group that this event does not name
             rest.extend(rows)
         return rest
@@ -79,7 +79,12 @@ class _Cmdb(_Index):
         _CI_CACHE.put((self._account, pk), None if seen is None else (etag, seen))
 
     def _write_ci(
-        self, ci: Ci, at: int | None, bind: GroupKey | None, index_rows: Sequence[IndexOp] = ()
+        self,
+        ci: Ci,
+        tenant: str,
+        at: int | None,
+        bind: GroupKey | None,
+        index_rows: Sequence[IndexOp] = (),
     ) -> dict[workitem_index.Key, str]:
         """One transaction in the CI's partition: the CI (conditionally), a group binding,
         index rows of its items (MERGE); returns the index rows' ETags.
@@ -89,7 +94,7 @@ class _Cmdb(_Index):
         already covers the event (monotone: an old version that covers it proves the new
         one does). A hot CI is therefore written about once per minute, not per alert.
         """
-        pk = table_keys.ci_partition(ci.key)
+        pk = table_keys.ci_partition(ci.key, tenant)
         for _attempt in range(CI_ATTEMPTS):
             cached = self._cached_ci(pk)
             write_row = not (cached is not None and ci_covered(cached[1], ci, at))
@@ -101,7 +106,7 @@ class _Cmdb(_Index):
                 entity = {
                     "PartitionKey": pk,
                     "RowKey": table_keys.CI_ROW,
-                    **workitem_rows.cmdb_props(target),
+                    **workitem_rows.cmdb_props(target, tenant),
                     "updatedAt": now,
                 }
                 if cached is None:
@@ -131,7 +136,7 @@ class _Cmdb(_Index):
             if cached is None and write_row and _attempt == 0:
                 # A CI this process does not know: make sure the name index has it
                 # (immutable, idempotent; before the CI exists, so a search never misses it).
-                self._write_ci_name(ci, pk)
+                self._write_ci_name(ci, pk, tenant)
             try:
                 result = self._submit(table_keys.CMDB_TABLE, ops)
             except HttpResponseError as exc:

@@ -66,7 +66,7 @@ def _index_ops(plan: _IndexPlan, seq: int) -> list[IndexOp]:
     ops: list[IndexOp] = []
     for key, props in plan.new.items():
         old = plan.old.get(key)
-        narrowed = key[0] == workitem_index.OPEN_PARTITION and workitem_index.narrows(old, props)
+        narrowed = workitem_index.is_open_partition(key[0]) and workitem_index.narrows(old, props)
         if old is None:
             # A row the old state did not have is created; if it is there after all (a
             # retry, an interrupted attempt), `_index_write` merges into it instead. Same
@@ -80,7 +80,8 @@ def _index_ops(plan: _IndexPlan, seq: int) -> list[IndexOp]:
 
 def _index_views(derived: Derived, skip: Iterable[str] = ()) -> list[IndexView]:
     skipped = set(skip)
-    cis = tuple(sorted({workitem_index.ci_hash(c.key) for c in derived.cis}))
+    tenant = derived.group.tenant if derived.group is not None else ""
+    cis = tuple(sorted({workitem_index.ci_hash(c.key, tenant) for c in derived.cis}))
     return [
         IndexView(
             item_id=v.id,
@@ -91,6 +92,7 @@ def _index_views(derived: Derived, skip: Iterable[str] = ()) -> list[IndexView]:
             flapping=v.flapping,
             rules=v.rules,
             cis=cis,
+            tenant=tenant,
         )
         for v in derived.items.values()
         if v.id not in skipped
@@ -240,7 +242,7 @@ class _Index(_Tables):
             props = plan.new.get(key)
             if props is None:
                 ops.append(("delete", key, {}, etag))
-            elif key[0] == workitem_index.OPEN_PARTITION and (
+            elif workitem_index.is_open_partition(key[0]) and (
                 workitem_index.narrows(plan.old.get(key), props) or key in writes.earlier
             ):
                 ops.append(("replace", key, {**props, "seq": writes.seq}, etag))
@@ -280,7 +282,8 @@ class _Index(_Tables):
         return result.get("etag")
 
     def _register_months(self, months: Iterable[str]) -> None:
-        """The months partitions hold items of (listing by month walks only those)."""
+        """The (tenant, month) partitions that hold items (`months` rows `<T>|<yyyy-mm>`):
+        a listing walks only its tenant's."""
         for month in sorted(months):
             key = (self._account, month)
             if key in _MONTHS:
@@ -292,6 +295,12 @@ class _Index(_Tables):
             )
             _MONTHS.add(key)
 
-    def _months(self) -> list[str]:
-        rows = self._query(INDEX_TABLE, f"PartitionKey eq '{workitem_index.MONTHS_PARTITION}'")
-        return [str(r["RowKey"]) for r in rows if workitem_index.is_month(str(r["RowKey"]))]
+    def _months(self, scope: str | None = None) -> list[tuple[str, str]]:
+        """(scope, month) of every month with items: of one tenant (a range of its rows
+        only), or of every tenant (None)."""
+        flt = f"PartitionKey eq '{workitem_index.MONTHS_PARTITION}'"
+        if scope is not None:
+            flt += f" and RowKey gt '{scope}|' and RowKey lt '{scope}}}'"
+        rows = self._query(INDEX_TABLE, flt)
+        found = (workitem_index.parse_months_row(str(r["RowKey"])) for r in rows)
+        return [m for m in found if m is not None and (scope is None or m[0] == scope)]

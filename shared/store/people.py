@@ -202,6 +202,7 @@ class _People(_Groups):
         check_transition: bool = True,
         sync_alerts: bool = False,
         before_outbox: Callable[[str, int, int], None] | None = None,
+        tenant: str | None = None,
     ) -> Any:
         """A person's change to a work item: all of it, in one conditional write, or nothing.
 
@@ -214,14 +215,15 @@ class _People(_Groups):
         the item is read again after its group root, and the write is conditional on that
         root, so nothing can change the item between the check and the write. Raises
         ItemNotFound, PreconditionFailed (with the current ETag), InvalidTransition.
+        `tenant`: the caller's; another tenant's item is ItemNotFound, as a missing one.
         """
         item_id = table_keys.normalize_item_id(item_id)
         when = at if at is not None else int(time.time() * 1_000_000)
         if change == Change(note=change.note) and change.note:
-            return self._add_note(item_id, change, actor, if_match, when)
+            return self._add_note(item_id, change, actor, if_match, when, tenant)
         index = _IndexWrites()
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            item = self.get_item(item_id)
+            item = self.get_item(item_id, tenant)
             if item is None:
                 raise ItemNotFound(item_id)
             root = self._root_for(item)
@@ -285,6 +287,7 @@ class _People(_Groups):
         actor: Actor,
         if_match: Sequence[str] | None,
         when: int,
+        tenant: str | None = None,
     ) -> Any:
         """A note alone: its history entry and the item's `lastManualAt`, without the lock.
 
@@ -293,7 +296,7 @@ class _People(_Groups):
         moves), creates the entry. However many notes an item gets, its root stays the same.
         """
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            item = self.get_item(item_id)
+            item = self.get_item(item_id, tenant)
             if item is None:
                 raise ItemNotFound(item_id)
             etag = str(item.metadata["etag"])

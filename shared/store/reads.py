@@ -17,8 +17,8 @@ from azure.data.tables import TableClient
 from shared import table_keys, workitem_index
 from shared.log_text import get_logger
 from shared.store.base import ItemNotFound, Page, _int, _is_table_missing, _parallel
-from shared.store.cmdb import _Cmdb
-from shared.workitem_index import INDEX_TABLE, ItemFilter
+from shared.store.ci_reads import _CiReads, of_tenant
+from shared.workitem_index import ItemFilter
 
 log = get_logger(__name__)
 
@@ -50,9 +50,11 @@ HISTORY_COLUMNS = [
 STALE_INDEX_GRACE_SECONDS = 600  # a row of a missing item younger than this may be in flight
 
 
-def _month_stream(flt: ItemFilter, month: str) -> str:
+def _month_stream(flt: ItemFilter, scope: str, month: str) -> str:
     """The logical index partition a listing reads in `month`: open rows, or all items."""
-    return workitem_index.OPEN_PARTITION if flt.open_only else workitem_index.month_partition(month)
+    if flt.open_only:
+        return workitem_index.open_partition(scope)
+    return workitem_index.month_partition(scope, month)
 
 
 def _index_row_holds(key: workitem_index.Key, item: Mapping[str, Any] | None) -> bool:
@@ -65,47 +67,77 @@ def _index_row_holds(key: workitem_index.Key, item: Mapping[str, Any] | None) ->
     pk, rk = key
     if rk != workitem_index.sort_key(view.fired_at, view.item_id):
         return False
-    if pk == workitem_index.OPEN_PARTITION:
-        return view.is_open
-    if pk.startswith(workitem_index.MONTH_PREFIX):
-        return pk == workitem_index.month_partition(workitem_index.month_of(view.fired_at))
+    scope = workitem_index.tenant_scope(view.tenant)
+    if workitem_index.is_open_partition(pk):
+        return view.is_open and pk == workitem_index.open_partition(scope)
+    if workitem_index.is_month_partition(pk):
+        return pk == workitem_index.month_partition(scope, workitem_index.month_of(view.fired_at))
     if pk.startswith(workitem_index.CI_PREFIX):
         return not view.cis_complete or pk[len(workitem_index.CI_PREFIX) :] in view.cis
     return False
 
 
-class _Reads(_Cmdb):
+def _merged(pages: list[Page], top: int) -> Page:
+    """The first `top` items of several tenants' pages, newest fired first; the position is
+    the last one's sort key, which every tenant's listing resumes after."""
+    keyed = []
+    for page in pages:
+        for item in page.items:
+            view = workitem_index.view_of_entity(item)
+            if view is not None:
+                keyed.append((workitem_index.sort_key(view.fired_at, view.item_id), item))
+    keyed.sort(key=lambda pair: pair[0])
+    stats: Counter[str] = Counter()
+    for page in pages:
+        stats.update(page.stats)
+    more = len(keyed) > top or any(p.after is not None for p in pages)
+    taken = keyed[:top]
+    return Page([i for _, i in taken], taken[-1][0] if more and taken else None, stats)
+
+
+class _Reads(_CiReads):
     """The store's reads part (shared.store.WorkItemStore combines them)."""
-
-    def _query_rows(self, name: str, flt: str, need: int) -> tuple[list[Any], bool, int]:
-        """Up to `need` entities matching `flt` in key order, whether more may follow, and
-        the requests it took (the service may answer a filtered query in short pages)."""
-
-        def run(t: TableClient) -> tuple[list[Any], bool, int]:
-            out: list[Any] = []
-            token: Any = None
-            requests = 0
-            while True:
-                pager: Any = t.query_entities(flt, results_per_page=need - len(out)).by_page(
-                    continuation_token=token
-                )
-                out.extend(next(pager, []))
-                requests += 1
-                token = pager.continuation_token
-                if token is None or len(out) >= need:
-                    return out[:need], token is not None or len(out) > need, requests
-
-        return self._call(name, run)
 
     def list_items(self, flt: ItemFilter, top: int, after: str | None) -> Page:
         """Work items matching `flt`, newest fired first, from the indexes (never a scan).
 
         Open items come from the `open` rows, the items of one CI from its partition,
         anything else from the month rows; `open` and month rows are read one month at a
-        time, newest first. The server filters on the rows' flags; every hit is then
+        time, newest first, in the partitions of `flt.tenant` only (None: every tenant, one
+        listing per tenant, merged). The server filters on the rows' flags; every hit is then
         confirmed by a point read of the item, and the whole filter applied to what the item
         says: a stale row costs a read, never a wrong answer (and is repaired when safe).
         """
+        stats: Counter[str] = Counter()
+        if flt.ci is not None and (flt.tenant is None or not flt.open_only):
+            # The CI's own partition (or, for every tenant, the CI's tenant) is read only
+            # once the CI is known to be the tenant's: another tenant's CI lists nothing.
+            owner = self._ci_tenant(flt.ci)
+            stats["requests"] += 1
+            if owner is None or (flt.tenant is not None and owner != flt.tenant):
+                return Page([], None, stats)
+            flt = flt.scoped(owner)
+        if flt.tenant is not None:
+            page = self._list_scope(flt, workitem_index.tenant_scope(flt.tenant), top, after)
+            page.stats.update(stats)
+            return page
+        months = self._months()
+        stats["requests"] += 1
+        scopes = sorted({scope for scope, _ in months})
+        pages = [self._list_scope(flt, scope, top, after, months) for scope in scopes]
+        merged = _merged(pages, top)
+        merged.stats.update(stats)
+        return merged
+
+    def _list_scope(
+        self,
+        flt: ItemFilter,
+        scope: str,
+        top: int,
+        after: str | None,
+        known: list[tuple[str, str]] | None = None,
+    ) -> Page:
+        """`list_items` within one tenant's partitions (`known`: every tenant's months)."""
         now = int(time.time() * 1_000_000)
         stats: Counter[str] = Counter()
         streams: list[tuple[tuple[str, str, str], str]]
@@ -113,11 +145,13 @@ class _Reads(_Cmdb):
             ci = workitem_index.ci_partition_key(flt.ci)
             streams = [(workitem_index.stream_location(ci), "ci")]
         else:
-            months = self._months()
-            stats["requests"] += 1
+            if known is None:
+                known = self._months(scope)
+                stats["requests"] += 1
+            months = [m for s, m in known if s == scope]
             kind = "open" if flt.open_only else "month"
             streams = [
-                (workitem_index.stream_location(_month_stream(flt, m), m), kind)
+                (workitem_index.stream_location(_month_stream(flt, scope, m), m), kind)
                 for m in workitem_index.months_between(months, flt, after)
             ]
         found: list[Any] = []
@@ -200,7 +234,7 @@ class _Reads(_Cmdb):
             if not _index_row_holds(key, item):
                 self._delete_if(key, etag)
                 return True
-            if key[0] == workitem_index.OPEN_PARTITION and not view.cis_complete:
+            if workitem_index.is_open_partition(key[0]) and not view.cis_complete:
                 return False  # its CI list was truncated: the flags cannot be rebuilt here
             if wanted is None or not workitem_index.narrows(dict(row), wanted):
                 return False
@@ -210,72 +244,18 @@ class _Reads(_Cmdb):
             log.info("index row %s/%s not repaired: %s", key[0], key[1], exc)
             return False
 
-    def ci_entity(self, ci_partition: str) -> Any | None:
-        """The CMDB entity of a CI by its hash (its id without `CI-`), or None."""
-        return self._get(table_keys.CMDB_TABLE, ci_partition, table_keys.CI_ROW)
-
-    def search_cis(
-        self,
-        query: str | None,
-        resource_type: str | None,
-        subscription: str | None,
-        top: int,
-        after: str | None,
-    ) -> Page:
-        """CIs by name prefix (or one ARM resource id), type and subscription, by name."""
-        stats: Counter[str] = Counter()
-        if query is not None and query.lower().startswith("/subscriptions/"):
-            entity = self.get_ci(query.lower())
-            stats["requests"] += 1
-            hits = [entity] if entity is not None and after is None else []
-            hits = [
-                e
-                for e in hits
-                if (resource_type is None or str(e.get("resourceType")).lower() == resource_type)
-                and (subscription is None or str(e.get("subscriptionId")).lower() == subscription)
-            ]
-            return Page(hits, None, stats)
-        clauses = [f"PartitionKey eq '{workitem_index.CI_NAMES_PARTITION}'"]
-        prefix = workitem_index.name_prefix_range(query or "")
-        clauses += [prefix] if prefix else []
-        if resource_type is not None:
-            clauses.append(f"resourceType eq '{workitem_index.quote(resource_type)}'")
-        if subscription is not None:
-            clauses.append(f"subscriptionId eq '{workitem_index.quote(subscription)}'")
-        if after is not None:
-            clauses.append(f"RowKey gt '{workitem_index.quote(after)}'")
-        rows, more, requests = self._query_rows(INDEX_TABLE, " and ".join(clauses), top)
-        stats["requests"] += requests + len(rows)
-        stats["index_rows"] += len(rows)
-
-        def read(row: Any) -> tuple[Any, Any]:
-            return row, self.ci_entity(str(row.get("ci") or ""))
-
-        found = [e for _, e in _parallel(read, rows) if e is not None]
-        stats["items_read"] += len(found)
-        return Page(found, str(rows[-1]["RowKey"]) if more and rows else None, stats)
-
-    def ci_hashes_named(self, name: str, limit: int = 20) -> list[str]:
-        """The CIs whose name is `name` (case-insensitive), from the name index."""
-        key = workitem_index.name_key(name)
-        if not key:
-            return []
-        flt = (
-            f"PartitionKey eq '{workitem_index.CI_NAMES_PARTITION}' and "
-            f"RowKey gt '{workitem_index.quote(key)}|' and "
-            f"RowKey lt '{workitem_index.quote(key)}}}'"
-        )
-        rows, _more, _requests = self._query_rows(INDEX_TABLE, flt, limit)
-        return sorted({str(r["ci"]) for r in rows if r.get("ci")})
-
-    def get_item(self, item_id: str) -> Any | None:
-        """The work item entity (with `.metadata["etag"]`), or None."""
+    def get_item(self, item_id: str, tenant: str | None = None) -> Any | None:
+        """The work item entity (with `.metadata["etag"]`), or None; with `tenant`, None
+        also when the item is another tenant's (exactly as if there were none)."""
         item_id = table_keys.normalize_item_id(item_id)
-        return self._get(
+        item = self._get(
             table_keys.WORKITEMS_TABLE,
             table_keys.item_partition(item_id),
             table_keys.item_row(item_id),
         )
+        if item is None or tenant is None or of_tenant(item, tenant):
+            return item
+        return None
 
     def item_history(self, item_id: str) -> list[Any]:
         """The item's timeline, in event-time order (one single-partition query)."""
@@ -342,11 +322,13 @@ class _Reads(_Cmdb):
         entries = [e for e in _parallel(read, rows) if e is not None]
         return entries, (str(rows[-1]["RowKey"]) if more and rows else None)
 
-    def event_payload(self, item_id: str, event_id: str) -> tuple[bytes | None, str | None]:
+    def event_payload(
+        self, item_id: str, event_id: str, tenant: str | None = None
+    ) -> tuple[bytes | None, str | None]:
         """An alert event's raw payload, as its history entry keeps it: the deflated
         envelope, or the blob holding it ("container/name"). (None, None): no such event of
-        this item, or no payload."""
-        item = self.get_item(item_id)
+        this item, or no payload. ItemNotFound: no such item (of `tenant`)."""
+        item = self.get_item(item_id, tenant)
         if item is None:
             raise ItemNotFound(item_id)
         pk = table_keys.item_partition(str(item["id"]))
@@ -387,21 +369,10 @@ class _Reads(_Cmdb):
         )
         return [r for r in rows if r.get("group") == group]
 
-    def get_ci(self, ci_key: str) -> Any | None:
-        return self._get(table_keys.CMDB_TABLE, table_keys.ci_partition(ci_key), table_keys.CI_ROW)
-
-    def ci_groups(self, ci_key: str) -> list[Any]:
-        """The CI -> group bindings: alert-mode rows name their item directly."""
-        return self._query(
-            table_keys.CMDB_TABLE,
-            f"PartitionKey eq '{table_keys.ci_partition(ci_key)}' and "
-            + table_keys.prefix_filter(table_keys.CI_ITEM_PREFIX),
-        )
-
-    def ci_items(self, ci_key: str) -> list[Any]:
+    def ci_items(self, ci_key: str, tenant: str) -> list[Any]:
         """Work items touching the CI: one query of the CI, plus one per non-alert group."""
         items = []
-        for binding in self.ci_groups(ci_key):
+        for binding in self.ci_groups(ci_key, tenant):
             if binding.get("itemId"):
                 item = self.get_item(str(binding["itemId"]))
                 items.extend([item] if item is not None else [])

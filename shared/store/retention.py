@@ -56,8 +56,8 @@ class _Retention(_People):
         """Delete finished items whose last change is older than `cutoff` (µs)."""
         out = Purged()
         last_month = workitem_index.month_of(cutoff)
-        for month in sorted(m for m in self._months() if m <= last_month):
-            pk = workitem_index.month_partition(month)
+        for scope, month in sorted(m for m in self._months() if m[1] <= last_month):
+            pk = workitem_index.month_partition(scope, month)
             flt = f"PartitionKey eq '{pk}' and " + table_keys.prefix_filter(
                 workitem_index.MONTH_ROW_PREFIX
             )
@@ -106,7 +106,7 @@ class _Retention(_People):
         keys.sort(key=lambda k: k[1] == root_key)  # the root last
         self._delete_quietly(table_keys.WORKITEMS_TABLE, keys)
         bindings = [
-            (table_keys.ci_partition(c.key), f"{table_keys.CI_ITEM_PREFIX}{short}")
+            (table_keys.ci_partition(c.key, group.tenant), f"{table_keys.CI_ITEM_PREFIX}{short}")
             for c in root.state.cis
         ]
         self._delete_quietly(table_keys.CMDB_TABLE, bindings)
@@ -151,7 +151,8 @@ class _Retention(_People):
         fired = to_micros(item.get("firedAt"))
         if fired is not None:
             key = workitem_index.sort_key(fired, item_id)
-            month = workitem_index.month_partition(workitem_index.month_of(fired))
+            scope = workitem_index.tenant_scope(str(item.get("tenantId") or ""))
+            month = workitem_index.month_partition(scope, workitem_index.month_of(fired))
             index = [
                 (month, workitem_index.MONTH_ROW_PREFIX + key),
                 (month, workitem_index.OPEN_ROW_PREFIX + key),
