@@ -42,6 +42,21 @@ say "copying $CHECKOUT (commit $(git -C "$CHECKOUT" rev-parse --short HEAD 2>/de
 rm -rf "$APP"; mkdir -p "$APP"
 tar -C "$CHECKOUT" --exclude=.git --exclude=.venv --exclude=node_modules --exclude=__pycache__ -cf - . | tar -C "$APP" -xf -
 git -C "$CHECKOUT" rev-parse HEAD > "$WORK/checkout-commit.txt" 2>/dev/null || echo unknown > "$WORK/checkout-commit.txt"
+# Optional: other queue concurrency in the copy's host.json, for experiments (the checkout's
+# own host.json is never written): QUEUE_BATCH_SIZE, QUEUE_NEW_BATCH_THRESHOLD.
+if [ -n "${QUEUE_BATCH_SIZE:-}${QUEUE_NEW_BATCH_THRESHOLD:-}" ]; then
+  python3 - "$APP/host.json" <<'PY'
+import json, os, sys
+path = sys.argv[1]
+host = json.load(open(path))
+queues = host["extensions"]["queues"]
+for key, name in (("batchSize", "QUEUE_BATCH_SIZE"), ("newBatchThreshold", "QUEUE_NEW_BATCH_THRESHOLD")):
+    if os.environ.get(name):
+        queues[key] = int(os.environ[name])
+json.dump(host, open(path, "w"), indent=2)
+PY
+  say "host.json queues in the copy: batchSize ${QUEUE_BATCH_SIZE:-as is}, newBatchThreshold ${QUEUE_NEW_BATCH_THRESHOLD:-as is}"
+fi
 
 # --- 2. Python: the checkout's dev environment (scripts/setup-env.sh dev: the locked runtime
 # tree plus the worker the harness drives), with gunicorn (Alerta's version) and py-spy on top.
