@@ -4,7 +4,7 @@
     python profile_buckets.py --load load-new.json http.txt processor.txt [--json-out f]
 
 A stack goes to the first bucket whose marker appears anywhere in it (most specific first),
-so the SDK's HTTP transport below a table call counts as "table SDK". Each file's shares are
+so the SDK's HTTP transport below a table call counts as a table call. Each file's shares are
 scaled by that process's CPU-seconds per 1,000 alerts from load.py's meter (http, processor),
 giving milliseconds of CPU per alert per bucket; Azurite's node CPU comes from the meter.
 """
@@ -26,13 +26,19 @@ def classify(stack: str, process: str) -> str:
         return "token check (shared/caller.py, shared/auth.py, PyJWT)"
     if has("shared/alerts/"):
         return "normalization (shared/alerts/)"
+    if process == "processor" and has("_metered", "FunctionsHost._receive", "delete_message"):
+        return "host: listener receive/delete/poll (metered apart; the Functions host's in Azure)"
+    if has("TableBatchOperations"):
+        return "table transactions: the SDK builds the inner requests (TableBatchOperations)"
+    if has("shared/table_batch.py"):
+        return "table transactions: envelope, pipeline, transport, http.client"
     if has("(tables/"):
-        return "table SDK (azure-data-tables, azure-core, requests, urllib3)"
-    if has("(queue/", "(core/", "(requests/", "(urllib3/"):
+        return "table point reads and queries (azure-data-tables, pipeline, transport)"
+    if has("(queue/", "(core/", "(requests/", "(urllib3/", "shared/storage_transport.py"):
         return (
-            "queue SDK: ingest send (azure-storage-queue, azure-core, requests)"
+            "queue send in ingest (azure-storage-queue, pipeline, transport)"
             if process == "http"
-            else "queue SDK: listener receive/delete/peek (harness -> azure-storage-queue)"
+            else "storage SDK, other (processor)"
         )
     if has("shared/"):
         return (
@@ -43,7 +49,7 @@ def classify(stack: str, process: str) -> str:
     if process == "processor" and has(
         "tests/harness.py", "concurrent/futures", "threading.py", "processor.py"
     ):
-        return "harness overhead (tests/harness.py own code, thread pool, polling loop)"
+        return "worker and harness (invocation, protobuf, thread pool, polling loop)"
     if process == "http" and has("(gunicorn/", "adapter.py", "(functions/"):
         return "HTTP front (gunicorn, adapter.py, azure.functions HttpRequest/Response)"
     return f"other ({process}: interpreter, logging, GC)"
@@ -89,6 +95,10 @@ def main() -> None:
     for r in rows:
         pp = f"{r['pct_of_python']:.1f}" if r["pct_of_python"] is not None else "-"
         print(f"{r['bucket']:<72} {r['ms_per_alert']:>8.2f} {pp:>8} {r['pct_of_all']:>6.1f}")
+    print(
+        f"meter: host queue calls {per_k.get('host_queue', 0):.2f} ms/alert, "
+        f"app (http + processor - host queue) {per_k.get('app', 0):.2f} ms/alert"
+    )
     print(
         f"samples: http {sum(files['http'].values())}, "
         f"processor {sum(files['processor'].values())}; meter: http {per_k['http']}, "
