@@ -24,6 +24,12 @@ ahead), and their median over the rounds:
 Python. Both sides include their HTTP front (gunicorn). Targets (issue 20): application code
 >= 1.0x on every workload, >= 1.5x with the storage engines.
 
+Needs: PostgreSQL's server binaries (alerta_setup.sh runs `apt-get install postgresql` when
+they are missing; it runs initdb/postgres as the `postgres` user when started as root), pip
+for Alerta's own virtual environment, and gunicorn 27.0.1 (Alerta's) plus py-spy, which
+ours_setup.sh pip-installs into this checkout's .venv when missing. About 10 minutes a
+round at the default counts on a busy 2-core machine.
+
 Results (JSON per round and system) go to --out (default /tmp/bench-peer). Exit 1 when a
 setup or a run fails or a check misses; the targets are reported, not enforced.
 """
