@@ -142,6 +142,12 @@ def statuses(settings: Settings, item_id: str) -> list[dict[str, Any]]:
         return []
 
 
+def forget(settings: Settings, item_id: str) -> None:
+    """Delete the item's sync statuses (retention, before the item row goes). A storage
+    error propagates: the retention run stops and the next one deletes them."""
+    _results(settings.storage).forget(item_id)
+
+
 def _mark_pending(settings: Settings, messages: list[str]) -> None:
     """Best effort: the item's detail shows *pending* before the sync function runs."""
     results = _results(settings.storage)

@@ -50,9 +50,7 @@ class InFlight:
 
 class OutboxIndex:
     def __init__(self, settings: StorageSettings) -> None:
-        self._table: TableClient = storage.table_service(settings).get_table_client(
-            ALERT_SYNC_TABLE
-        )
+        self._table: TableClient = storage.table_client(settings, ALERT_SYNC_TABLE)
 
     def add(self, record: InFlight) -> None:
         entity = {"PartitionKey": PARTITION, "RowKey": record.row_key, "itemId": record.item_id}

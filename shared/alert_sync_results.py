@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import storage, table_keys
 from shared.alert_sync_plan import MAX_ALERTS_PER_ITEM, PENDING, SyncRow
@@ -90,9 +90,7 @@ def _etag(entity_or_metadata: Any) -> str:
 
 class TableSyncResults:
     def __init__(self, settings: StorageSettings) -> None:
-        self._table: TableClient = storage.table_service(settings).get_table_client(
-            ALERT_SYNC_TABLE
-        )
+        self._table: TableClient = storage.table_client(settings, ALERT_SYNC_TABLE)
 
     def _create_table(self) -> None:
         with contextlib.suppress(ResourceExistsError):
@@ -142,6 +140,28 @@ class TableSyncResults:
             self.claim(item_id, alert_id, SyncRow(seq, PENDING, target_state, 0.0), etag)
             is not None
         )
+
+    def forget(self, item_id: str) -> None:
+        """Delete every status row of the item: one partition, at most MAX_ALERTS_PER_ITEM
+        rows, in transactions of 100. Rows gone already (an earlier run) are fine."""
+        try:
+            keys = [
+                str(e["RowKey"])
+                for e in self._table.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": item_id}, select=["RowKey"]
+                )
+            ]
+        except ResourceNotFoundError:  # no table yet: nothing was ever synced
+            return
+        for start in range(0, len(keys), 100):
+            chunk = keys[start : start + 100]
+            try:
+                self._table.submit_transaction(
+                    [("delete", {"PartitionKey": item_id, "RowKey": key}) for key in chunk]
+                )
+            except TableTransactionError:  # a row went meanwhile: one by one
+                for key in chunk:
+                    self._table.delete_entity(item_id, key)  # no error if it is gone
 
     def for_item(self, item_id: str) -> list[dict[str, Any]]:
         try:

@@ -1,9 +1,10 @@
 """The retention timer's work: delete what RETENTION_DAYS says is old enough.
 
 Resolved and Closed work items whose last change (alert or person) is older than
-RETENTION_DAYS go, with their history, timeline, bindings, index rows and claim-check
-blobs (shared/store/retention.py decides and deletes the rows). A run is bounded and can
-be interrupted anywhere: the next one finishes what it left. Open items are never deleted.
+RETENTION_DAYS go, with their history, timeline, bindings, index rows, alert sync
+statuses and claim-check blobs (shared/store/retention.py decides and deletes the rows).
+A run is bounded and can be interrupted anywhere: the next one finishes what it left. Open
+items are never deleted.
 Blobs a run could not delete are caught by the storage account's lifecycle rule (infra/).
 """
 
@@ -13,7 +14,7 @@ import time
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from shared import storage, store
+from shared import alert_outbox, storage, store
 from shared.config import get_settings
 from shared.log_text import get_logger
 
@@ -25,7 +26,9 @@ DAY = 86_400_000_000  # µs
 def run(now: float | None = None) -> store.Purged:
     settings = get_settings()
     cutoff = int((time.time() if now is None else now) * 1_000_000) - settings.retention_days * DAY
-    purged = store.store_for(settings).purge_expired(cutoff)
+    purged = store.store_for(settings).purge_expired(
+        cutoff, forget=lambda item_id: alert_outbox.forget(settings, item_id)
+    )
     failed = 0
     for path in purged.blobs:
         container, _, name = path.partition("/")

@@ -15,7 +15,7 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.settings import settings as sdk_settings
-from azure.data.tables import TableServiceClient
+from azure.data.tables import TableClient, TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.blob import BlobClient, BlobServiceClient
 from azure.storage.blob import LinearRetry as BlobRetry
@@ -125,6 +125,22 @@ def table_service(settings: StorageSettings) -> TableServiceClient:
     assert settings.table_service_uri
     return TableServiceClient(
         settings.table_service_uri, credential=credential(settings), **_table_options()
+    )
+
+
+@cache
+def table_client(settings: StorageSettings, table_name: str) -> TableClient:
+    """A client of one table with a pipeline of its own, for modules outside the work item
+    store. `TableServiceClient.get_table_client()` re-links the service's shared pipeline
+    policies, which breaks requests other threads have in flight (shared/store/base.py
+    builds its clients once for that reason); a standalone client shares nothing."""
+    if settings.connection_string:
+        return TableClient.from_connection_string(
+            settings.connection_string, table_name, **_table_options()
+        )
+    assert settings.table_service_uri
+    return TableClient(
+        settings.table_service_uri, table_name, credential=credential(settings), **_table_options()
     )
 
 

@@ -16,17 +16,7 @@ ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-DEFAULT_PORTS = (10000, 10001, 10002)
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+SERVICES = ("Blob", "Queue", "Table")
 
 
 def _free_port() -> int:
@@ -36,9 +26,8 @@ def _free_port() -> int:
 
 
 def pick_ports() -> tuple[int, int, int]:
-    """Azurite's default ports when free, otherwise any three free ones."""
-    if all(_port_free(p) for p in DEFAULT_PORTS):
-        return DEFAULT_PORTS
+    """Three free ports the kernel picks: never Azurite's defaults (10000-10002), which
+    `scripts/start` and other test runs on the machine want too."""
     ports: set[int] = set()
     while len(ports) < 3:
         ports.add(_free_port())
@@ -55,6 +44,7 @@ class Azurite:
         self.location = Path(tempfile.mkdtemp(prefix="azurite-")) if persistent else None
         self.process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
+        self._started_at = 0
 
     @property
     def connection_string(self) -> str:
@@ -87,6 +77,7 @@ class Azurite:
         return cmd
 
     def start(self, timeout: float = 60) -> None:
+        self._started_at = os.fstat(self._log.fileno()).st_size  # this start's output follows
         self.process = subprocess.Popen(
             self.command(),
             cwd=self.location or REPO,
@@ -99,11 +90,19 @@ class Azurite:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"Azurite exited early: {self.output()}")
-            if all(not _port_free(p) and self._accepts(p) for p in ports):
+            # Ours, not another process's: a port freed by stop() can be taken by anyone
+            # before restart(), and a stranger's Azurite would answer in our place.
+            if self._listening() and all(self._accepts(p) for p in ports):
                 return
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"Azurite did not open its ports in {timeout}s: {self.output()}")
+
+    def _listening(self) -> bool:
+        """This start's process said each service listens (it exits on EADDRINUSE)."""
+        # pread leaves the file offset, which Azurite's stdout shares, where it is.
+        text = os.pread(self._log.fileno(), 1 << 20, self._started_at).decode(errors="replace")
+        return all(f"Azurite {name} service is successfully listening" in text for name in SERVICES)
 
     @staticmethod
     def _accepts(port: int) -> bool:

@@ -331,6 +331,7 @@ def clear_client_caches() -> None:
     for factory in (
         storage.queue_client,
         storage.table_service,
+        storage.table_client,
         storage.blob_service,
         storage._blob_client_options,
         storage.credential,

@@ -17,6 +17,7 @@ import pytest
 from shared import alert_outbox, alert_sync, store
 from shared.alert_outbox_index import InFlight, OutboxIndex
 from shared.alert_sync_plan import SyncRequest
+from shared.alert_sync_results import TableSyncResults
 from shared.config import ALERT_SYNC_QUEUE, get_settings
 from tests import alert_factory as af
 from tests.api_support import USER_UPN, Api, api_session
@@ -342,7 +343,7 @@ def test_two_racing_patches_leave_azure_in_the_items_final_state(
     assert outbox(item_id) == []
 
 
-def test_retention_deletes_the_items_unsent_outbox_records(
+def test_retention_deletes_the_items_unsent_outbox_records_and_sync_statuses(
     api: Api,
     arm: ArmServer,  # noqa: F811
     host: FunctionsHost,
@@ -356,9 +357,15 @@ def test_retention_deletes_the_items_unsent_outbox_records(
         item_id, store.Change(state="Closed"), store.Actor(USER_UPN), at=long_ago, sync_alerts=True
     )
     assert len(outbox(item_id)) == 1
+    # An earlier sync of it left a status row in `alertsync`, beside the item.
+    results = TableSyncResults(get_settings().storage)
+    alert = f"/subscriptions/{af.SUBSCRIPTION}/providers/Microsoft.AlertsManagement/alerts/old-sync"
+    assert results.mark_pending(item_id, alert, 1, "Acknowledged")
+    assert len(results.for_item(item_id)) == 1
     host.fire_timer("purge_expired")
     assert s.get_item(item_id) is None
     assert outbox(item_id) == []
+    assert results.for_item(item_id) == []
 
 
 def sync_entries(api: Api, item_id: str) -> list[dict[str, object]]:

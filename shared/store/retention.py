@@ -11,7 +11,7 @@ expired.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +51,17 @@ class _Retention(_People):
     """The store's retention part (shared.store.WorkItemStore combines them)."""
 
     def purge_expired(
-        self, cutoff: int, max_examined: int = MAX_EXAMINED, max_deleted: int = MAX_DELETED
+        self,
+        cutoff: int,
+        max_examined: int = MAX_EXAMINED,
+        max_deleted: int = MAX_DELETED,
+        forget: Callable[[str], None] = lambda _item_id: None,
     ) -> Purged:
-        """Delete finished items whose last change is older than `cutoff` (µs)."""
+        """Delete finished items whose last change is older than `cutoff` (µs).
+
+        `forget(item_id)` deletes what other modules keep about an item outside this store
+        (its alerts' sync statuses); it runs before the item row goes, so an interrupted
+        run leaves the item findable and the next one calls it again."""
         out = Purged()
         last_month = workitem_index.month_of(cutoff)
         for scope, month in sorted(m for m in self._months() if m[1] <= last_month):
@@ -76,14 +84,16 @@ class _Retention(_People):
                     self._delete_quietly(INDEX_TABLE, [(pk, str(row["RowKey"]))])
                     continue
                 if expired(item, cutoff):
-                    self._purge(item, cutoff, out)
+                    self._purge(item, cutoff, out, forget)
         return out
 
-    def _purge(self, item: Mapping[str, Any], cutoff: int, out: Purged) -> None:
+    def _purge(
+        self, item: Mapping[str, Any], cutoff: int, out: Purged, forget: Callable[[str], None]
+    ) -> None:
         root = self._read_state(str(item["group"]))
         derived = derive(root.state, self.policy) if root is not None else None
         if derived is None or str(item["id"]) not in derived.items:
-            self._purge_item(item, out)  # archived: no state refers to it any more
+            self._purge_item(item, out, forget)  # archived: no state refers to it any more
             return
         items = [self.get_item(i) for i in sorted(derived.items)]
         if not all(i is None or expired(i, cutoff) for i in items):
@@ -92,7 +102,7 @@ class _Retention(_People):
         group = root.state.group
         for other in items:
             if other is not None:
-                self._purge_item(other, out)
+                self._purge_item(other, out, forget)
         self._forget_root(group)
         short = group.hash[: table_keys.GROUP_CHARS]
         hidden = self._query(
@@ -111,7 +121,9 @@ class _Retention(_People):
         ]
         self._delete_quietly(table_keys.CMDB_TABLE, bindings)
 
-    def _purge_item(self, item: Mapping[str, Any], out: Purged) -> None:
+    def _purge_item(
+        self, item: Mapping[str, Any], out: Purged, forget: Callable[[str], None]
+    ) -> None:
         item_id, group = str(item["id"]), str(item["group"])
         pk = table_keys.item_partition(item_id)
         timeline = self._query(
@@ -147,6 +159,7 @@ class _Retention(_People):
             (pk, str(r["RowKey"])) for r in [*timeline, *bindings, *outbox]
         ]
         self._delete_quietly(table_keys.WORKITEMS_TABLE, keys)
+        forget(item_id)
         self._delete_quietly(table_keys.WORKITEMS_TABLE, [(pk, table_keys.item_row(item_id))])
         fired = to_micros(item.get("firedAt"))
         if fired is not None:
