@@ -28,6 +28,7 @@ from shared.store.base import (
     Page,
     PreconditionFailed,
     StoreInconsistent,
+    WriteRefused,
     clear_caches,
 )
 from shared.store.people import MAX_NOTE, Actor, Change, OutboxRecord
@@ -69,6 +70,7 @@ __all__ = [
     "Purged",
     "StoreInconsistent",
     "WorkItemStore",
+    "WriteRefused",
     "clear_caches",
     "store_for",
 ]

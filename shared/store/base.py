@@ -65,6 +65,21 @@ class StoreInconsistent(Exception):
     """A group's rows cannot be brought in line with its root (a bug, or a key collision)."""
 
 
+# Storage answers that a retry cannot change (entity or property too large, bad request).
+PERMANENT_STATUSES = (400, 413)
+
+
+class WriteRefused(Exception):
+    """An event's writes can never be stored: Table Storage refused them for good (400,
+    413), or a value fits no entity. Every attempt fails the same way (the message belongs
+    in the poison queue); `item_ids` names the work items the event belongs to, if known."""
+
+    def __init__(self, item_ids: Sequence[str], reason: str) -> None:
+        super().__init__(reason)
+        self.item_ids = tuple(item_ids)
+        self.reason = reason
+
+
 class ItemNotFound(Exception):
     pass
 

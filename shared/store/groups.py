@@ -24,12 +24,14 @@ from shared.store.base import (
     _ROOT_CACHE,
     MAX_ATTEMPTS,
     MAX_TRANSACTION_OPS,
+    PERMANENT_STATUSES,
     ROOT_CACHE_MAX_EVENTS,
     SERIALIZE_GROUPS_IN_PROCESS,
     STATE_PREFIX,
     ApplyResult,
     ContentionError,
     StoreInconsistent,
+    WriteRefused,
     _backoff,
     _Broken,
     _Conflict,
@@ -63,6 +65,14 @@ from shared.workitems import (
 )
 
 log = get_logger(__name__)
+
+
+def _refusal(exc: HttpResponseError) -> str:
+    """What Table Storage said, in one line: status, error code, the message's first line."""
+    code = getattr(exc, "error_code", None)
+    message = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    first = message[0][:300] if message else ""
+    return f"Table Storage answered {exc.status_code} {getattr(code, 'value', code)}: {first}"
 
 
 def _probably_opens_its_group(event: Event) -> bool:
@@ -221,6 +231,19 @@ class _Groups(_Reads):
             return self._apply(event, facts)
 
     def _apply(self, event: Event, facts: Callable[[], Props]) -> ApplyResult:
+        touched: list[str] = []  # the work items the event belongs to, once known
+        try:
+            return self._attempts(event, facts, touched)
+        except HttpResponseError as exc:
+            if exc.status_code not in PERMANENT_STATUSES:
+                raise  # throttling, timeouts, 5xx: the host retries
+            raise WriteRefused(touched, _refusal(exc)) from exc
+        except ValueError as exc:  # a value no entity can hold: a bug, or a limit we missed
+            raise WriteRefused(touched, f"{type(exc).__name__}: {exc}") from exc
+
+    def _attempts(
+        self, event: Event, facts: Callable[[], Props], touched: list[str]
+    ) -> ApplyResult:
         group = event.group
         event_facts: Props | None = None
         repair = False
@@ -249,7 +272,7 @@ class _Groups(_Reads):
             if before_horizon(root.state, event):
                 if root.etag is None:  # a guess: the group exists after all, read it
                     continue
-                return self._too_late(root, event, facts, attempt)
+                return self._too_late(root, event, facts, attempt, touched)
             if self._folded_copy(root.state, event):
                 return ApplyResult("duplicate", group, (), attempt)
             revived, hidden_row = self._hidden_instance(root.state, event)
@@ -260,6 +283,7 @@ class _Groups(_Reads):
                 merged, newly = _fold_all(merged, self.policy)
             new = derive(merged or root.state, self.policy)
             items = tuple(sorted(i.id for i in new.items.values() if event.id in i.events))
+            touched[:] = items
             if merged is None:
                 if index.etags:  # a guess widened index rows for a state that is not there
                     index.start_attempt(index.seq)
@@ -347,7 +371,12 @@ class _Groups(_Reads):
             self._submit(table_keys.WORKITEMS_TABLE, ops[start : start + MAX_TRANSACTION_OPS])
 
     def _too_late(
-        self, root: _Root, event: Event, facts: Callable[[], Props], attempt: int
+        self,
+        root: _Root,
+        event: Event,
+        facts: Callable[[], Props],
+        attempt: int,
+        touched: list[str],
     ) -> ApplyResult:
         """An event at or before the group's horizon: a duplicate, or recorded, not applied.
 
@@ -361,6 +390,7 @@ class _Groups(_Reads):
             return ApplyResult("duplicate", group, (), attempt)
         carry = root.state.carry
         item_id = carry.item_id if carry is not None and event.time >= carry.fired_at else ""
+        touched[:] = [item_id] if item_id else []
         horizon = iso(root.state.horizon) or ""
         reason = (
             f"arrived after the group's horizon ({horizon}: events up to then are folded): "
