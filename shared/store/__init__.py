@@ -9,8 +9,9 @@ retries, and no update is ever lost. The rows are a function of the group state
 
 One module per job, as docs/data-model.md's sections (its "Code map" lists them):
 `base` (tables, caches, locks), `index` (the API's index rows around each commit),
-`cmdb` (CIs and their bindings), `reads` (what the API reads), `groups` (applying events
-under the group lock), `people` (people's changes), `retention` (deleting expired items).
+`cmdb` (CIs and their bindings), `reads` (what the API reads), `commits` (a group's commit
+and its repair), `groups` (applying events under the group lock), `people` (people's
+changes), `retention` (deleting expired items).
 `WorkItemStore` combines them.
 """
 

@@ -140,6 +140,7 @@ class _Root:
     # The state's own rows as read (None: all of them exist). A root written before the
     # state had rows keeps its events in its JSON: the next commit creates their rows.
     stored: frozenset[str] | None = None
+    pending: frozenset[str] = frozenset()  # a dirty root: rows its commit had yet to write
 
 
 @dataclass
@@ -365,9 +366,11 @@ class _Tables:
         clear_caches()  # a new table holds none of the rows the caches remember
         return fn(self._table(name))
 
-    def _get(self, name: str, pk: str, rk: str) -> Any | None:
+    def _get(self, name: str, pk: str, rk: str, select: Sequence[str] | None = None) -> Any | None:
         def get(t: TableClient) -> Any | None:
             try:
+                if select is not None:
+                    return t.get_entity(pk, rk, select=list(select))
                 return t.get_entity(pk, rk)
             except ResourceNotFoundError as exc:
                 if _is_table_missing(exc):
