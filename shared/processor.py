@@ -4,16 +4,15 @@ Failure handling, as the Functions host sees it:
 - a transient storage fault raises AzureError: the host makes the message visible again
   and retries it (effects are idempotent per event, so a partial first attempt is fine);
 - a message that can never succeed (unknown major schema version, broken claim-check
-  pointer, no alert id) raises PermanentAlertError on every attempt, with an error log
-  naming the alert id and the reason, until the host moves it to `alerts-poison`.
+  pointer, no alert id, a write Table Storage refuses for good: 400 or 413) raises
+  PermanentAlertError on every attempt, with an error log naming the alert id, the work
+  item if known and the reason, until the host moves it to `alerts-poison`.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
-
-from azure.core.exceptions import HttpResponseError
 
 from shared import alert_queue, store, workitem_rows
 from shared.alert_events import InvalidAlert, event_from_alert
@@ -27,22 +26,19 @@ class PermanentAlertError(Exception):
     """This message will fail the same way on every attempt; it belongs in the poison queue."""
 
 
-# Storage answers that a retry cannot change (entity or property too large, bad request):
-# every attempt fails the same way, with a log line, until the host poisons the message.
-PERMANENT_STATUSES = (400, 413)
-
-
 def _cannot_store(
-    alert_id: str, group: str, message_id: str | None, attempt: int, exc: Exception
+    alert_id: str, group: str, message_id: str | None, attempt: int, exc: store.WriteRefused
 ) -> None:
     log.error(
-        "alert %s (group %s, message %s, attempt %d) cannot be stored: %s; it goes to %s, "
-        "scripts/replay_poison.py replays it once fixed",
+        "alert %s (work item %s, group %s, message %s, attempt %d) cannot be stored: %s; "
+        "it goes to %s once the host gives up, and scripts/replay_poison.py replays it "
+        "once fixed",
         alert_id[:300],
+        ", ".join(exc.item_ids) or "-",
         group[:200],
         message_id,
         attempt,
-        str(exc)[:500],
+        exc.reason[:500],
         POISON_QUEUE,
     )
 
@@ -93,14 +89,9 @@ def handle(text: str, dequeue_count: int, message_id: str | None) -> None:
 
     try:
         result = store.store_for(settings).apply(event, facts)
-    except HttpResponseError as exc:
-        if exc.status_code not in PERMANENT_STATUSES:
-            raise  # throttling, timeouts, 5xx: the host retries
+    except store.WriteRefused as exc:  # Table Storage refused it for good (400, 413)
         _cannot_store(event.alert_id, event.group.key, message_id, dequeue_count, exc)
-        raise PermanentAlertError(f"alert {event.alert_id[:300]}: {exc}") from exc
-    except ValueError as exc:  # a value no entity can hold: a bug, or a limit we missed
-        _cannot_store(event.alert_id, event.group.key, message_id, dequeue_count, exc)
-        raise PermanentAlertError(f"alert {event.alert_id[:300]}: {exc}") from exc
+        raise PermanentAlertError(f"alert {event.alert_id[:300]}: {exc.reason}") from exc
     except (store.ContentionError, store.StoreInconsistent) as exc:
         log.error(
             "alert %s (message %s, attempt %d) not applied, the host will retry it: %s",

@@ -31,6 +31,7 @@ from shared.api.security import API_SCOPE, READ_ROLE, WRITE_ROLE
 from shared.config import get_settings
 from tests.harness import REPO, FunctionsHost
 from tests.tokens import CLIENT_ID, OTHER_APP_ID, ROLE, Mint, bearer
+from tests.workitem_fixtures import group_items
 
 READ = READ_ROLE
 WRITE = WRITE_ROLE
@@ -234,7 +235,9 @@ class Api:
         for n, alert in enumerate(alerts):
             processor.handle(alert_queue.encode(alert, {"n": n}), 1, f"test-{uuid.uuid4()}")
             event = event_from_alert(alert, get_settings().correlation_mode)
-            for item in self.store.group_items(event.group.partition, event.group.hash[:16]):
+            group = event.group
+            cs = self.host.connection_string
+            for item in group_items(cs, group.partition, group.hash[:16]):
                 if str(item["id"]) not in touched:
                     touched.append(str(item["id"]))
         return touched

@@ -22,7 +22,7 @@ from tests import alert_factory as af
 from tests.api_support import Api, api_session
 from tests.harness import FunctionsHost
 from tests.tokens import Mint
-from tests.workitem_fixtures import Snapshot, WorkItemEnv, diff_snapshots
+from tests.workitem_fixtures import Snapshot, WorkItemEnv, diff_snapshots, item_history
 
 STATE_ROWS = WINDOW_CAP + 2 * MAX_CARRIED_OPEN + 4  # window, kept records, marks, carry
 
@@ -168,6 +168,6 @@ def test_an_item_with_many_notes_and_changes_stays_writable(api: Api) -> None:
     body = api.item(item_id).body
     assert body["state"] == "New"  # a person reopened it after that resolution: it holds
     assert body["assignee"] == "person-55@contoso.com"
-    effects = [h["effect"] for h in api.store.item_history(item_id)]
+    effects = [h["effect"] for h in item_history(api.host.connection_string, item_id)]
     assert effects.count("manual") == 60
     assert "resolved" in effects

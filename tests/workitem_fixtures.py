@@ -79,6 +79,55 @@ def diff_snapshots(a: Snapshot, b: Snapshot) -> str:
     return "\n".join(lines)
 
 
+# -- unbounded reads, for tests only: the app pages history (WorkItemStore.history_page) and
+# lists a CI's items through its index rows (WorkItemStore.list_items) --------------------
+
+
+def _work_table(connection_string: str) -> Any:
+    service = TableServiceClient.from_connection_string(connection_string)
+    return service.get_table_client(table_keys.WORKITEMS_TABLE)
+
+
+def item_history(connection_string: str, item_id: str) -> list[dict[str, Any]]:
+    """Every history entry of an item, in event-time order (a scan of its group's history)."""
+    work = _work_table(connection_string)
+    pk = table_keys.item_partition(item_id)
+    try:
+        item = work.get_entity(pk, table_keys.item_row(item_id))
+    except ResourceNotFoundError:
+        return []
+    flt = f"PartitionKey eq '{pk}' and " + table_keys.prefix_filter(
+        table_keys.history_prefix(str(item["group"]))
+    )
+    mine = [dict(r) for r in work.query_entities(flt) if r.get("itemId") == item["id"]]
+    return sorted(
+        mine, key=lambda r: (str(r.get("eventTime")), str(r.get("condition")), r["RowKey"])
+    )
+
+
+def group_items(connection_string: str, partition: str, group: str) -> list[dict[str, Any]]:
+    """Every work item of one group (rule mode: every episode of a rule and CI set)."""
+    flt = f"PartitionKey eq '{partition}' and " + table_keys.prefix_filter(table_keys.ITEM_PREFIX)
+    rows = _work_table(connection_string).query_entities(flt)
+    return [dict(r) for r in rows if r.get("group") == group]
+
+
+def ci_items(connection_string: str, ci_key: str, tenant: str) -> list[dict[str, Any]]:
+    """Every work item touching a tenant's CI: its CI -> group bindings, then each group's
+    items."""
+    service = TableServiceClient.from_connection_string(connection_string)
+    cmdb = service.get_table_client(table_keys.CMDB_TABLE)
+    flt = f"PartitionKey eq '{table_keys.ci_partition(ci_key, tenant)}' and " + (
+        table_keys.prefix_filter(table_keys.CI_ITEM_PREFIX)
+    )
+    items = []
+    for binding in cmdb.query_entities(flt):
+        items += group_items(
+            connection_string, str(binding["groupPartition"]), str(binding["group"])
+        )
+    return items
+
+
 def wipe_tables(connection_string: str) -> None:
     """Delete the work item and index tables (the store recreates them) and its caches."""
     service = TableServiceClient.from_connection_string(connection_string)
@@ -158,7 +207,7 @@ class WorkItemEnv:
         return sorted(rows, key=lambda r: str(r["id"]))
 
     def history(self, item_id: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.store.item_history(item_id)]
+        return item_history(self.connection_string, item_id)
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ retries, and no update is ever lost. The rows are a function of the group state
 One module per job, as docs/data-model.md's sections (its "Code map" lists them):
 `base` (tables, caches, locks), `index` (the API's index rows around each commit),
 `cmdb` (CIs and their bindings), `ci_reads` (the API's CMDB reads), `reads` (what the API
-reads), `groups` (applying events under the group lock), `people` (people's changes),
-`retention` (deleting expired items), `sync_history` (how people's changes reached the
-Azure alerts, in the items' history).
+reads), `commits` (a group's commit and its repair), `groups` (applying events under the
+group lock), `people` (people's changes), `retention` (deleting expired items),
+`sync_history` (how people's changes reached the Azure alerts, in the items' history).
 `WorkItemStore` combines them.
 """
 
@@ -30,6 +30,7 @@ from shared.store.base import (
     Page,
     PreconditionFailed,
     StoreInconsistent,
+    WriteRefused,
     clear_caches,
 )
 from shared.store.people import MAX_NOTE, Actor, Change, OutboxRecord
@@ -72,6 +73,7 @@ __all__ = [
     "Purged",
     "StoreInconsistent",
     "WorkItemStore",
+    "WriteRefused",
     "clear_caches",
     "store_for",
 ]

@@ -65,6 +65,21 @@ class StoreInconsistent(Exception):
     """A group's rows cannot be brought in line with its root (a bug, or a key collision)."""
 
 
+# Storage answers that a retry cannot change (entity or property too large, bad request).
+PERMANENT_STATUSES = (400, 413)
+
+
+class WriteRefused(Exception):
+    """An event's writes can never be stored: Table Storage refused them for good (400,
+    413), or a value fits no entity. Every attempt fails the same way (the message belongs
+    in the poison queue); `item_ids` names the work items the event belongs to, if known."""
+
+    def __init__(self, item_ids: Sequence[str], reason: str) -> None:
+        super().__init__(reason)
+        self.item_ids = tuple(item_ids)
+        self.reason = reason
+
+
 class ItemNotFound(Exception):
     pass
 
@@ -125,6 +140,7 @@ class _Root:
     # The state's own rows as read (None: all of them exist). A root written before the
     # state had rows keeps its events in its JSON: the next commit creates their rows.
     stored: frozenset[str] | None = None
+    pending: frozenset[str] = frozenset()  # a dirty root: rows its commit had yet to write
 
 
 @dataclass
@@ -350,9 +366,11 @@ class _Tables:
         clear_caches()  # a new table holds none of the rows the caches remember
         return fn(self._table(name))
 
-    def _get(self, name: str, pk: str, rk: str) -> Any | None:
+    def _get(self, name: str, pk: str, rk: str, select: Sequence[str] | None = None) -> Any | None:
         def get(t: TableClient) -> Any | None:
             try:
+                if select is not None:
+                    return t.get_entity(pk, rk, select=list(select))
                 return t.get_entity(pk, rk)
             except ResourceNotFoundError as exc:
                 if _is_table_missing(exc):

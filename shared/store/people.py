@@ -34,7 +34,8 @@ from shared.store.base import (
     _now,
     _Root,
 )
-from shared.store.groups import _Groups, _kept_history, _manual_rows
+from shared.store.commits import _kept_history, _manual_rows
+from shared.store.groups import _Groups
 from shared.store.index import _index_ops, _index_plan, _IndexWrites, _with_index_seq
 from shared.workitem_rows import CREATE, DELETE, MERGE, RowOp
 from shared.workitems import (
@@ -269,7 +270,7 @@ class _People(_Groups):
                 continue
             except _Broken as exc:
                 log.warning("work item %s: rows disagree with the root (%s)", item_id, exc)
-                self._repair(self._root_for(item))
+                self._repair(self._root_for(item), {op.row_key for op in ops})
                 continue
             finally:
                 self._forget_root(group)

@@ -257,21 +257,6 @@ class _Reads(_CiReads):
             return item
         return None
 
-    def item_history(self, item_id: str) -> list[Any]:
-        """The item's timeline, in event-time order (one single-partition query)."""
-        item = self.get_item(item_id)
-        if item is None:
-            return []
-        rows = self._query(
-            table_keys.WORKITEMS_TABLE,
-            f"PartitionKey eq '{table_keys.item_partition(item_id)}' and "
-            + table_keys.prefix_filter(table_keys.history_prefix(str(item["group"]))),
-        )
-        mine = [r for r in rows if r.get("itemId") == item["id"]]
-        return sorted(
-            mine, key=lambda r: (str(r.get("eventTime")), str(r.get("condition")), r["RowKey"])
-        )
-
     def history_page(
         self, item: Mapping[str, Any], top: int, after: str | None = None
     ) -> tuple[list[Any], str | None]:
@@ -359,25 +344,3 @@ class _Reads(_CiReads):
             f"PartitionKey eq '{table_keys.item_partition(item_id)}' and "
             + table_keys.prefix_filter(table_keys.binding_prefix(item_id)),
         )
-
-    def group_items(self, partition: str, group: str) -> list[Any]:
-        """The work items of one group (rule mode: every episode of a rule and CI set)."""
-        rows = self._query(
-            table_keys.WORKITEMS_TABLE,
-            f"PartitionKey eq '{partition}' and "
-            + table_keys.prefix_filter(table_keys.ITEM_PREFIX),
-        )
-        return [r for r in rows if r.get("group") == group]
-
-    def ci_items(self, ci_key: str, tenant: str) -> list[Any]:
-        """Work items touching the CI: one query of the CI, plus one per non-alert group."""
-        items = []
-        for binding in self.ci_groups(ci_key, tenant):
-            if binding.get("itemId"):
-                item = self.get_item(str(binding["itemId"]))
-                items.extend([item] if item is not None else [])
-            else:
-                items.extend(
-                    self.group_items(str(binding["groupPartition"]), str(binding["group"]))
-                )
-        return items
