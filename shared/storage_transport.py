@@ -237,13 +237,28 @@ def _decoded(headers: Mapping[str, str], data: bytes) -> bytes:
 class _Connection:
     """One http.client keep-alive connection with what bounds its reuse."""
 
-    __slots__ = ("born", "generation", "http", "idle_since", "uses")
+    __slots__ = (
+        "born",
+        "generation",
+        "http",
+        "idle_since",
+        "probe",
+        "probed",
+        "timed",
+        "timeout",
+        "uses",
+    )
 
     def __init__(self, connection: http.client.HTTPConnection, generation: int) -> None:
         self.http = connection
         self.generation = generation
         self.born = self.idle_since = time.monotonic()
         self.uses = 0
+        # The read timeout last set on which socket (settimeout is a syscall: once per change).
+        self.timed: object = None
+        self.timeout = 0.0
+        self.probe = select.poll()
+        self.probed: object = None  # the socket registered with probe
 
     def reusable(self, now: float, generation: int) -> bool:
         sock = self.http.sock
@@ -254,10 +269,13 @@ class _Connection:
         if now - self.idle_since > MAX_IDLE_S:
             return False
         # Readable while idle means the server closed it (or sent junk): never reuse that.
-        # (poll, not select: a busy worker can hold file descriptors past select's limit.)
-        probe = select.poll()
-        probe.register(sock, select.POLLIN)
-        return not probe.poll(0)
+        # (poll, not select: a busy worker can hold file descriptors past select's limit;
+        # one poll object per connection, registered once per socket.)
+        if self.probed is not sock:
+            self.probe = select.poll()
+            self.probe.register(sock, select.POLLIN)
+            self.probed = sock
+        return not self.probe.poll(0)
 
 
 class HttpClientTransport(HttpTransport[Any, StorageResponse]):
@@ -343,8 +361,11 @@ class HttpClientTransport(HttpTransport[Any, StorageResponse]):
         except OSError as err:  # refused, unreachable, DNS, TLS handshake or certificate
             self._forget(scheme, netloc)
             raise ServiceRequestError(err, error=err) from err
-        assert raw.sock is not None
-        raw.sock.settimeout(read_timeout)
+        sock = raw.sock
+        assert sock is not None
+        if connection.timed is not sock or connection.timeout != read_timeout:
+            sock.settimeout(read_timeout)
+            connection.timed, connection.timeout = sock, read_timeout
         try:
             raw.request(request.method, slash + path or "/", body, _request_headers(request))
         except (ValueError, http.client.InvalidURL):  # refused a header or the URL: not sent
