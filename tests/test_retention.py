@@ -113,9 +113,7 @@ def test_a_bounded_run_is_finished_by_the_next(api: Api) -> None:
     assert isinstance(first, store.Purged)
 
 
-def test_an_item_with_a_long_history_goes_over_several_bounded_runs(
-    api: Api, storage: str
-) -> None:
+def test_an_item_with_a_long_history_goes_over_several_bounded_runs(api: Api, storage: str) -> None:
     [item_id] = api.alerts(af.fired("long-history", 0))
     for n in range(9):
         assert api.patch(item_id, {"note": f"note {n}"}, "*").status == 200
