@@ -23,6 +23,7 @@ from tests import alert_factory as af
 from tests.api_support import Api, api_session
 from tests.harness import FunctionsHost
 from tests.tokens import Mint
+from tests.workitem_fixtures import item_history
 
 
 @pytest.fixture
@@ -110,3 +111,27 @@ def test_a_bounded_run_is_finished_by_the_next(api: Api) -> None:
     assert all(s.get_item(i) is None for i in ids)
     assert s.purge_expired(cutoff).items == []
     assert isinstance(first, store.Purged)
+
+
+def test_an_item_with_a_long_history_goes_over_several_bounded_runs(api: Api, storage: str) -> None:
+    [item_id] = api.alerts(af.fired("long-history", 0))
+    for n in range(9):
+        assert api.patch(item_id, {"note": f"note {n}"}, "*").status == 200
+    api.alerts(af.resolved("long-history", 0, 30))
+    entries = len(item_history(storage, item_id))
+    assert entries >= 11
+    s = api.store
+    cutoff = int(datetime.now(UTC).timestamp() * 1_000_000) + 1
+    runs = []
+    while True:
+        run = s.purge_expired(cutoff, max_entries=4)
+        runs.append(run)
+        assert run.entries <= 4  # the bound holds whatever the item's age
+        if run.complete:
+            break
+        assert s.get_item(item_id) is not None  # still findable until its entries are gone
+        assert len(runs) < 10
+    assert sum(r.entries for r in runs) == entries
+    assert len(runs) >= entries // 4
+    assert [i for r in runs for i in r.items] == [item_id]
+    assert _mentions(_rows(storage), item_id) == []
